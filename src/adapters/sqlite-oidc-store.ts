@@ -1,0 +1,302 @@
+import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
+
+import {
+  expiresAtFor,
+  grantAlreadyConsumed,
+  grantNotFound,
+  hashIdentifier,
+  preparePayload,
+  restorePayload,
+} from './oidc-adapter-common.ts';
+import { migrate } from './sqlite-database.ts';
+import { StoreUnavailableError } from './types.ts';
+import type { AdapterPayload, OidcAdapter, OidcStore } from './types.ts';
+
+export { oidcAdapterFactory } from './oidc-adapter-common.ts';
+export type { OidcAdapterConstructor } from './oidc-adapter-common.ts';
+
+/**
+ * Every oidc-provider model in one table.
+ *
+ * - key: base64url(SHA-256(id)); the id itself is never stored (see preparePayload for the jti
+ *   rule). uid and user_code hold hashes as well; grant_id is a reference and stays in clear.
+ * - expires_at / consumed_at: epoch ms; NULL means never expires / not consumed.
+ * - jti_redacted: 1 when the payload's jti (= the id) was removed, so find(id) puts it back.
+ */
+const SCHEMA = `
+CREATE TABLE oidc_model (
+  model        TEXT    NOT NULL,
+  key          TEXT    NOT NULL,
+  payload      TEXT    NOT NULL,
+  grant_id     TEXT,
+  uid          TEXT,
+  user_code    TEXT,
+  expires_at   INTEGER,
+  consumed_at  INTEGER,
+  jti_redacted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (model, key)
+);
+CREATE INDEX oidc_model_grant_id ON oidc_model (model, grant_id);
+CREATE INDEX oidc_model_uid ON oidc_model (model, uid);
+CREATE INDEX oidc_model_user_code ON oidc_model (model, user_code);
+CREATE INDEX oidc_model_expires_at ON oidc_model (expires_at);
+`;
+
+const LIVE = '(expires_at IS NULL OR expires_at > :now)';
+
+export interface SqliteOidcStoreOptions {
+  /** Seconds added to every expiresIn, like oidc-provider's clockTolerance. Default 0. */
+  clockToleranceSeconds?: number;
+  /** purgeExpired only deletes rows expired at least this long ago. Default 5 minutes. */
+  purgeGraceMs?: number;
+  /**
+   * Whether close() also closes the DatabaseSync. Default true; pass false when the handle is
+   * shared (e.g. with the permission domain) and its owner closes it.
+   */
+  closeDatabase?: boolean;
+  /** Clock in epoch ms (tests). Default Date.now. */
+  now?: () => number;
+}
+
+interface Statements {
+  upsert: StatementSync;
+  find: StatementSync;
+  findByUid: StatementSync;
+  findByUserCode: StatementSync;
+  consume: StatementSync;
+  consumeState: StatementSync;
+  destroy: StatementSync;
+  revokeByGrantId: StatementSync;
+  purge: StatementSync;
+  ping: StatementSync;
+}
+
+interface StoredRow {
+  payload: string;
+  jtiRedacted: boolean;
+  consumedAt: number | null;
+}
+
+function integerOrNull(value: SQLOutputValue | undefined): number | null {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  return null;
+}
+
+function toStoredRow(row: Record<string, SQLOutputValue> | undefined): StoredRow | undefined {
+  if (row === undefined || typeof row.payload !== 'string') {
+    return undefined;
+  }
+  return {
+    payload: row.payload,
+    jtiRedacted: integerOrNull(row.jti_redacted) === 1,
+    consumedAt: integerOrNull(row.consumed_at),
+  };
+}
+
+/**
+ * OidcStore on node:sqlite. All calls are synchronous SQLite statements (prepared once per
+ * store) behind async methods; SQLite's own locking makes each statement atomic across
+ * connections and processes sharing the file.
+ */
+export class SqliteOidcStore implements OidcStore {
+  readonly name = 'sqlite';
+
+  readonly #db: DatabaseSync;
+  readonly #statements: Statements;
+  readonly #adapters = new Map<string, OidcAdapter>();
+  readonly #clockToleranceSeconds: number;
+  readonly #purgeGraceMs: number;
+  readonly #closeDatabase: boolean;
+  readonly #now: () => number;
+
+  constructor(db: DatabaseSync, options: SqliteOidcStoreOptions = {}) {
+    this.#db = db;
+    this.#clockToleranceSeconds = options.clockToleranceSeconds ?? 0;
+    this.#purgeGraceMs = options.purgeGraceMs ?? 5 * 60 * 1000;
+    this.#closeDatabase = options.closeDatabase ?? true;
+    this.#now = options.now ?? Date.now;
+
+    migrate(db, 'oidc_model/001_create', SCHEMA);
+
+    const columns = 'payload, jti_redacted, consumed_at';
+    this.#statements = {
+      upsert: db.prepare(`
+        INSERT INTO oidc_model (model, key, payload, grant_id, uid, user_code, expires_at, consumed_at, jti_redacted)
+        VALUES (:model, :key, :payload, :grantId, :uid, :userCode, :expiresAt, :consumedAt, :jtiRedacted)
+        ON CONFLICT (model, key) DO UPDATE SET
+          payload = excluded.payload,
+          grant_id = excluded.grant_id,
+          uid = excluded.uid,
+          user_code = excluded.user_code,
+          expires_at = excluded.expires_at,
+          jti_redacted = excluded.jti_redacted,
+          -- consumption is one-way: re-saving a consumed entry keeps it consumed (unless the old
+          -- row had expired, i.e. it was logically gone)
+          consumed_at = CASE
+            WHEN oidc_model.expires_at IS NOT NULL AND oidc_model.expires_at <= :now THEN excluded.consumed_at
+            ELSE COALESCE(oidc_model.consumed_at, excluded.consumed_at)
+          END`),
+      find: db.prepare(`SELECT ${columns} FROM oidc_model WHERE model = :model AND key = :key AND ${LIVE}`),
+      // Newest first should two live rows ever share a uid / user code.
+      findByUid: db.prepare(`SELECT ${columns} FROM oidc_model
+        WHERE model = :model AND uid = :uid AND ${LIVE} ORDER BY rowid DESC LIMIT 1`),
+      findByUserCode: db.prepare(`SELECT ${columns} FROM oidc_model
+        WHERE model = :model AND user_code = :userCode AND ${LIVE} ORDER BY rowid DESC LIMIT 1`),
+      // The whole consume: one conditional write, so exactly one of concurrent callers changes the row.
+      consume: db.prepare(`UPDATE oidc_model SET consumed_at = :now
+        WHERE model = :model AND key = :key AND consumed_at IS NULL AND ${LIVE}`),
+      consumeState: db.prepare(`SELECT consumed_at FROM oidc_model WHERE model = :model AND key = :key AND ${LIVE}`),
+      destroy: db.prepare('DELETE FROM oidc_model WHERE model = :model AND key = :key'),
+      revokeByGrantId: db.prepare('DELETE FROM oidc_model WHERE model = :model AND grant_id = :grantId'),
+      purge: db.prepare('DELETE FROM oidc_model WHERE expires_at IS NOT NULL AND expires_at <= :cutoff'),
+      ping: db.prepare('SELECT 1 AS ok'),
+    };
+  }
+
+  adapterFor(modelName: string): OidcAdapter {
+    if (typeof modelName !== 'string' || modelName === '') {
+      throw new TypeError('model name must be a non-empty string');
+    }
+    let adapter = this.#adapters.get(modelName);
+    if (adapter === undefined) {
+      adapter = new SqliteOidcAdapter(this, modelName);
+      this.#adapters.set(modelName, adapter);
+    }
+    return adapter;
+  }
+
+  async ping(): Promise<void> {
+    try {
+      this.#open().ping.get();
+    } catch (error) {
+      throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(this.name, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closeDatabase && this.#db.isOpen) {
+      this.#db.close();
+    }
+  }
+
+  async purgeExpired(now: Date = new Date(this.#now())): Promise<number> {
+    const result = this.#open().purge.run({ cutoff: now.getTime() - this.#purgeGraceMs });
+    return Number(result.changes);
+  }
+
+  // --- operations used by SqliteOidcAdapter (synchronous; the adapter makes them async) ---
+
+  upsertSync(model: string, id: string, payload: AdapterPayload, expiresIn: number | undefined): void {
+    const statements = this.#open();
+    const now = this.#now();
+    const prepared = preparePayload(id, payload, now);
+    statements.upsert.run({
+      model,
+      key: hashIdentifier(id),
+      payload: JSON.stringify(prepared.body),
+      grantId: prepared.grantId,
+      uid: prepared.uidHash,
+      userCode: prepared.userCodeHash,
+      expiresAt: expiresAtFor(expiresIn, now, this.#clockToleranceSeconds),
+      consumedAt: prepared.consumedAtMs,
+      jtiRedacted: prepared.jtiRedacted ? 1 : 0,
+      now,
+    });
+  }
+
+  findSync(model: string, id: string): AdapterPayload | undefined {
+    const row = toStoredRow(this.#open().find.get({ model, key: hashIdentifier(id), now: this.#now() }));
+    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, id, row.jtiRedacted, row.consumedAt);
+  }
+
+  findByUidSync(model: string, uid: string): AdapterPayload | undefined {
+    const row = toStoredRow(this.#open().findByUid.get({ model, uid: hashIdentifier(uid), now: this.#now() }));
+    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, undefined, row.jtiRedacted, row.consumedAt);
+  }
+
+  findByUserCodeSync(model: string, userCode: string): AdapterPayload | undefined {
+    const row = toStoredRow(
+      this.#open().findByUserCode.get({ model, userCode: hashIdentifier(userCode), now: this.#now() }),
+    );
+    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, undefined, row.jtiRedacted, row.consumedAt);
+  }
+
+  consumeSync(model: string, id: string): void {
+    const statements = this.#open();
+    const key = hashIdentifier(id);
+    const now = this.#now();
+    const { changes } = statements.consume.run({ model, key, now });
+    if (Number(changes) === 1) {
+      return;
+    }
+    // Nothing changed: tell "someone else consumed it" from "nothing to consume". Both are
+    // invalid_grant (a 400), never a 500; the second read only picks the message.
+    const state = statements.consumeState.get({ model, key, now });
+    throw state === undefined ? grantNotFound() : grantAlreadyConsumed();
+  }
+
+  destroySync(model: string, id: string): void {
+    this.#open().destroy.run({ model, key: hashIdentifier(id) });
+  }
+
+  revokeByGrantIdSync(model: string, grantId: string): void {
+    this.#open().revokeByGrantId.run({ model, grantId });
+  }
+
+  #open(): Statements {
+    if (!this.#db.isOpen) {
+      throw new StoreUnavailableError(this.name, { cause: new Error('database is closed') });
+    }
+    return this.#statements;
+  }
+}
+
+/** The adapter for one model; oidc-provider keeps one per model class. */
+class SqliteOidcAdapter implements OidcAdapter {
+  readonly #store: SqliteOidcStore;
+  readonly #model: string;
+
+  constructor(store: SqliteOidcStore, model: string) {
+    this.#store = store;
+    this.#model = model;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    if (typeof id !== 'string' || id === '') {
+      throw new TypeError('id must be a non-empty string');
+    }
+    this.#store.upsertSync(this.#model, id, payload, expiresIn);
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return typeof id === 'string' ? this.#store.findSync(this.#model, id) : undefined;
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return typeof uid === 'string' ? this.#store.findByUidSync(this.#model, uid) : undefined;
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return typeof userCode === 'string' ? this.#store.findByUserCodeSync(this.#model, userCode) : undefined;
+  }
+
+  async consume(id: string): Promise<void> {
+    if (typeof id !== 'string') {
+      throw grantNotFound();
+    }
+    this.#store.consumeSync(this.#model, id);
+  }
+
+  async destroy(id: string): Promise<void> {
+    if (typeof id === 'string') {
+      this.#store.destroySync(this.#model, id);
+    }
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    if (typeof grantId === 'string') {
+      this.#store.revokeByGrantIdSync(this.#model, grantId);
+    }
+  }
+}

@@ -1,0 +1,162 @@
+import path from 'node:path';
+
+/**
+ * The server's configuration, read once from environment variables at start-up.
+ *
+ * Every key is documented here beside its default (the README's configuration table repeats
+ * this list). A bad value stops start-up with a one-line message that names the variable.
+ */
+export type OperatorRole = 'energy-data-provider' | 'carbon-accounting-provider';
+
+export interface ServerConfig {
+  /** ISSUER: public https origin for browsers and metadata. Default https://localhost:8443. */
+  issuer: string;
+  /** MTLS_ORIGIN: https origin of the mTLS listener (PAR, token, revocation, introspection,
+   * permission endpoint). Default https://localhost:8444. */
+  mtlsOrigin: string;
+  /** PUBLIC_PORT: port the public listener binds. Default: the port of ISSUER, else 8443. */
+  publicPort: number;
+  /** MTLS_PORT: port the mTLS listener binds. Default: the port of MTLS_ORIGIN, else 8444. */
+  mtlsPort: number;
+  /** LISTEN_HOST: address both listeners bind. Default 127.0.0.1 (set 0.0.0.0 or :: to serve a network). */
+  listenHost: string;
+  /** DATA_DIR: where the embedded store, keys and the dev trust framework live. Default ./data. */
+  dataDir: string;
+  /** RESOURCE_SERVERS: comma-separated application URLs (certificate SAN URIs) allowed to
+   * introspect tokens. Default: none (introspection refused for everyone). */
+  resourceServers: string[];
+  /** TLS_CERT_FILE / TLS_KEY_FILE: server certificate (PEM chain) and key for both listeners.
+   * Default DATA_DIR/pki/server.pem and DATA_DIR/pki/server.key.pem (made by `pki init`). */
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  /** CLIENT_CA_FILE: PEM bundle of trusted IB1 Client CA roots. Default DATA_DIR/pki/client-ca.pem. */
+  clientCaFile: string;
+  /** CLIENT_ISSUERS_FILE: PEM bundle of known Client Issuer intermediates (clients normally send
+   * theirs). Default DATA_DIR/pki/client-issuer.pem when it exists. */
+  clientIssuersFile: string;
+  /** DIRECTORY_FILE: local directory of applications (offline stand-in for IB1's Directory).
+   * Default DATA_DIR/directory.json. */
+  directoryFile: string;
+  /** OPERATOR_NAME: the organisation that runs this server, shown to SMEs. */
+  operatorName: string;
+  /** OPERATOR_ROLE: energy-data-provider or carbon-accounting-provider. Decides which licenses
+   * this server grants by default. Default carbon-accounting-provider. */
+  operatorRole: OperatorRole;
+  /** LICENSES: comma-separated license URLs (or labels) this server grants. Default: every
+   * Perseus license whose data flows from OPERATOR_ROLE. */
+  licenses: string[] | undefined;
+  /** EDP_NAME, CAP_NAME: names for the [EDP] and [CAP] placeholders of the permission text when
+   * the operator is not that party. Default: OPERATOR_NAME for the operator's own role. */
+  edpName: string;
+  capName: string;
+  /** EDP_PRIVACY_POLICY_URL: link for [EDP privacy policy link]. */
+  edpPrivacyPolicyUrl: string;
+  /** ACCESS_TOKEN_TTL: access token lifetime in seconds, at most 3600 (scheme rule). Default 600. */
+  accessTokenTtl: number;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_configuration';
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.variable = variable;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function httpsOrigin(env: Env, name: string, fallback: string): URL {
+  const raw = env[name] ?? fallback;
+  const url = URL.parse(raw);
+  if (!url || url.protocol !== 'https:') {
+    throw new ConfigError(name, `must be an https origin such as ${fallback}, got "${raw}"`);
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(name, `must be an origin without path, query or credentials, got "${raw}"`);
+  }
+  return url;
+}
+
+function port(env: Env, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
+    throw new ConfigError(name, `must be a TCP port number (0-65535), got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+function defaultPort(url: URL, fallback: number): number {
+  return url.port ? Number(url.port) : fallback;
+}
+
+function applicationUrls(env: Env, name: string): string[] {
+  const raw = env[name];
+  if (!raw) return [];
+  return raw.split(',').map((s) => s.trim()).filter(Boolean).map((value) => {
+    const url = URL.parse(value);
+    if (!url || url.protocol !== 'https:') {
+      throw new ConfigError(name, `every entry must be an https application URL, got "${value}"`);
+    }
+    return value;
+  });
+}
+
+function seconds(env: Env, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
+    throw new ConfigError(name, `must be a whole number of seconds from 1 to ${max}, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+const OPERATOR_ROLES: readonly OperatorRole[] = ['energy-data-provider', 'carbon-accounting-provider'];
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerConfig {
+  const issuer = httpsOrigin(env, 'ISSUER', 'https://localhost:8443');
+  const mtls = httpsOrigin(env, 'MTLS_ORIGIN', 'https://localhost:8444');
+  if (issuer.origin === mtls.origin) {
+    throw new ConfigError('MTLS_ORIGIN', 'must differ from ISSUER: browsers must never be asked for a client certificate');
+  }
+  const dataDir = path.resolve(cwd, env.DATA_DIR || './data');
+  const pki = (file: string) => path.join(dataDir, 'pki', file);
+  const fileVar = (name: string, fallback: string) => path.resolve(cwd, env[name] || fallback);
+
+  const operatorRole = (env.OPERATOR_ROLE || 'carbon-accounting-provider') as OperatorRole;
+  if (!OPERATOR_ROLES.includes(operatorRole)) {
+    throw new ConfigError('OPERATOR_ROLE', `must be one of ${OPERATOR_ROLES.join(', ')}, got "${env.OPERATOR_ROLE}"`);
+  }
+  const operatorName = env.OPERATOR_NAME || 'Perseus Demo Operator';
+  const listenHost = env.LISTEN_HOST || '127.0.0.1';
+  const licenses = env.LICENSES ? env.LICENSES.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  if (licenses && licenses.length === 0) throw new ConfigError('LICENSES', 'lists no license');
+
+  const edpPrivacyPolicyUrl = env.EDP_PRIVACY_POLICY_URL || '';
+  if (edpPrivacyPolicyUrl && URL.parse(edpPrivacyPolicyUrl)?.protocol !== 'https:') {
+    throw new ConfigError('EDP_PRIVACY_POLICY_URL', `must be an https URL, got "${edpPrivacyPolicyUrl}"`);
+  }
+
+  return {
+    issuer: issuer.origin,
+    mtlsOrigin: mtls.origin,
+    publicPort: port(env, 'PUBLIC_PORT', defaultPort(issuer, 8443)),
+    mtlsPort: port(env, 'MTLS_PORT', defaultPort(mtls, 8444)),
+    listenHost,
+    dataDir,
+    resourceServers: applicationUrls(env, 'RESOURCE_SERVERS'),
+    tlsCertFile: fileVar('TLS_CERT_FILE', pki('server.pem')),
+    tlsKeyFile: fileVar('TLS_KEY_FILE', pki('server.key.pem')),
+    clientCaFile: fileVar('CLIENT_CA_FILE', pki('client-ca.pem')),
+    clientIssuersFile: fileVar('CLIENT_ISSUERS_FILE', pki('client-issuer.pem')),
+    directoryFile: fileVar('DIRECTORY_FILE', path.join(dataDir, 'directory.json')),
+    operatorName,
+    operatorRole,
+    licenses,
+    edpName: env.EDP_NAME || (operatorRole === 'energy-data-provider' ? operatorName : 'your energy data provider'),
+    capName: env.CAP_NAME || (operatorRole === 'carbon-accounting-provider' ? operatorName : 'your carbon accounting provider'),
+    edpPrivacyPolicyUrl,
+    accessTokenTtl: seconds(env, 'ACCESS_TOKEN_TTL', 600, 3600),
+  };
+}

@@ -1,0 +1,168 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import type Provider from 'oidc-provider';
+
+import { dataPeriod, defaultDataAvailableFrom, describeDataPeriod } from '../consent/data-period.ts';
+import { permissionExpiry, type License, type LicenseCatalog } from '../consent/licenses.ts';
+import { renderPermissionText, type Parties } from '../consent/permission-text.ts';
+import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { CsrfTokens } from '../http/csrf.ts';
+import { field, FormError, readForm } from '../http/form-body.ts';
+import type { Pages } from '../views/render.ts';
+import type { ApplicationNames } from './application-names.ts';
+
+/**
+ * The SME's side of an authorization: sign in, read what is asked, pick meters, allow or deny.
+ * Sign-in and decision are one interaction: the sign-in is saved on the interaction and the
+ * library resumes only once the SME has decided (see provider/interactions.ts).
+ */
+export interface InteractionDeps {
+  provider: Provider;
+  smeAccounts: SmeAccounts;
+  catalog: LicenseCatalog;
+  csrf: CsrfTokens;
+  pages: Pages;
+  names: ApplicationNames;
+  parties: Omit<Parties, 'CAP' | 'EDP' | 'FSP'> & { CAP: string; EDP: string };
+  resourceIndicator: string;
+  now: () => Date;
+}
+
+type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+interface SignedIn { accountId: string; organisationId: string; userId: string; email: string }
+
+const DATE = new Intl.DateTimeFormat('en-GB', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' });
+
+export function interactionRoutes(deps: InteractionDeps): Router {
+  const router = new Router();
+  const { provider, smeAccounts, catalog, csrf, pages } = deps;
+
+  const licenseOf = (details: Details): License | undefined =>
+    String(details.params.scope ?? '').split(' ').map((s) => catalog.get(s)).find((l) => !!l);
+
+  const signedIn = (details: Details): SignedIn | undefined =>
+    (details.result as { perseus?: SignedIn } | undefined)?.perseus;
+
+  function page(ctx: Context, status: number, name: string, locals: Record<string, unknown>) {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = pages.render(name, locals);
+  }
+
+  function showSignIn(ctx: Context, details: Details, status = 200, error = '', email = '') {
+    const client = deps.names.of(String(details.params.client_id));
+    page(ctx, status, 'sign-in', {
+      title: 'Sign in', uid: details.uid, csrf: csrf.tokenFor('sign-in', details.uid),
+      clientOrganisation: client.organisation, error, email,
+    });
+  }
+
+  function showConsent(ctx: Context, details: Details, who: SignedIn, status = 200, error = '') {
+    const license = licenseOf(details);
+    if (!license) throw new Error('interaction without a license scope');
+    const clientId = String(details.params.client_id);
+    const client = deps.names.of(clientId);
+    const now = deps.now();
+    const parties: Parties = {
+      ...deps.parties,
+      FSP: license.requiredRole.endsWith('/financial-service-provider') ? client.organisation : 'your financial service provider',
+      CAP: license.requiredRole.endsWith('/carbon-accounting-provider') ? client.organisation : deps.parties.CAP,
+    };
+    const organisation = smeAccounts.organisation(who.organisationId);
+    page(ctx, status, 'consent', {
+      title: 'Give permission', uid: details.uid, csrf: csrf.tokenFor('decision', details.uid),
+      clientOrganisation: client.organisation, clientApplication: client.application,
+      licenseTitle: license.title,
+      dataPeriod: describeDataPeriod(dataPeriod(now, defaultDataAvailableFrom(now))),
+      expiresOn: DATE.format(permissionExpiry(now, license)),
+      permissionText: renderPermissionText(license.permissionText, parties),
+      meters: smeAccounts.meters(who.organisationId),
+      signedInAs: who.email, organisationName: organisation?.name ?? '',
+      error,
+    });
+  }
+
+  async function load(ctx: Context): Promise<Details> {
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    if (details.uid !== ctx.params.uid) throw Object.assign(new Error('interaction mismatch'), { code: 'interaction_mismatch' });
+    return details;
+  }
+
+  function refuseForm(ctx: Context, details: Details, purpose: string, form: Map<string, string[]>): boolean {
+    if (csrf.verify(purpose, details.uid, field(form, 'csrf'))) return false;
+    page(ctx, 403, 'error', { title: 'Form expired', heading: 'This form has expired', message: 'Go back to the service that sent you here and start again.', code: 'csrf' });
+    return true;
+  }
+
+  router.get('/interaction/:uid', async (ctx) => {
+    const details = await load(ctx);
+    const who = signedIn(details);
+    if (who) showConsent(ctx, details, who);
+    else showSignIn(ctx, details);
+  });
+
+  router.post('/interaction/:uid/sign-in', async (ctx) => {
+    const details = await load(ctx);
+    const form = await readForm(ctx);
+    if (refuseForm(ctx, details, 'sign-in', form)) return;
+    const email = field(form, 'email');
+    const user = await smeAccounts.authenticate(email, field(form, 'password'));
+    if (!user) {
+      // One answer for an unknown email and a wrong password: no account enumeration.
+      showSignIn(ctx, details, 401, 'The email address or password is not right.', email);
+      return;
+    }
+    const clientId = String(details.params.client_id);
+    const who: SignedIn = { accountId: smeAccounts.accountFor(user.organisationId, clientId), organisationId: user.organisationId, userId: user.id, email: user.email };
+    details.result = { ...details.result, perseus: who };
+    await details.save(Math.max(1, (details.exp ?? 0) - Math.floor(Date.now() / 1000)));
+    ctx.redirect(`/interaction/${details.uid}`);
+    ctx.status = 303;
+  });
+
+  router.post('/interaction/:uid/decision', async (ctx) => {
+    const details = await load(ctx);
+    const form = await readForm(ctx);
+    if (refuseForm(ctx, details, 'decision', form)) return;
+    const who = signedIn(details);
+    if (!who) {
+      showSignIn(ctx, details, 401, 'Please sign in first.');
+      return;
+    }
+    const clientId = String(details.params.client_id);
+    const decision = field(form, 'decision');
+    if (decision === 'deny') {
+      await provider.interactionFinished(ctx.req, ctx.res, {
+        error: 'access_denied', error_description: 'the SME did not give permission',
+      }, { mergeWithLastSubmission: false });
+      return;
+    }
+    if (decision !== 'allow') {
+      showConsent(ctx, details, who, 400, 'Choose Allow or Deny.');
+      return;
+    }
+    const own = new Set(smeAccounts.meters(who.organisationId).map((m) => m.id));
+    const chosen = form.get('meter') ?? [];
+    if (chosen.some((id) => !own.has(id)) || (own.size > 0 && chosen.length === 0)) {
+      showConsent(ctx, details, who, 400, 'Choose at least one of your meters to share.');
+      return;
+    }
+    const license = licenseOf(details);
+    if (!license) throw new Error('interaction without a license scope');
+    const grant = new provider.Grant({ accountId: who.accountId, clientId });
+    grant.addResourceScope(deps.resourceIndicator, license.url);
+    const grantId = await grant.save();
+    await provider.interactionFinished(ctx.req, ctx.res, {
+      login: { accountId: who.accountId, remember: false },
+      consent: { grantId },
+    }, { mergeWithLastSubmission: false });
+  });
+
+  return router;
+}
+
+export function isFormError(err: unknown): err is FormError {
+  return err instanceof FormError;
+}

@@ -1,0 +1,39 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { ConfigError, loadConfig } from './config/environment.ts';
+import { initDevPki } from './pki/dev-trust-framework.ts';
+import { startServer } from './server.ts';
+
+/**
+ * `npm start`: serve the issuer on the embedded store. On a fresh checkout it first makes the
+ * dev trust framework (a local Client CA and a server certificate) in DATA_DIR/pki.
+ */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const pkiDir = path.join(config.dataDir, 'pki');
+  if (!existsSync(config.tlsCertFile) && config.tlsCertFile === path.join(pkiDir, 'server.pem')) {
+    const hostnames = [...new Set([new URL(config.issuer).hostname, new URL(config.mtlsOrigin).hostname])];
+    await initDevPki(pkiDir, { serverHostnames: hostnames });
+    console.log(`created a dev trust framework in ${pkiDir} (client CA, issuer, server certificate)`);
+  }
+  const server = await startServer(config);
+  console.log(`Perseus authorization server: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) process.exit(1); // a second signal forces exit
+    stopping = true;
+    console.log(`${signal}: closing listeners and stores`);
+    server.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  // Bad configuration is one line naming the variable; anything else is one line too.
+  const message = err instanceof ConfigError ? `configuration error: ${err.message}` : `cannot start: ${(err as Error)?.message ?? String(err)}`;
+  console.error(message);
+  process.exit(1);
+});

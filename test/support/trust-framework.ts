@@ -1,0 +1,58 @@
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { createIntermediateCa, createRootCa, issueClientLeaf } from '../../src/pki/certificate-authority.ts';
+import { initDevPki, issueDevClientCertificate, roleUrl } from '../../src/pki/dev-trust-framework.ts';
+import { recordApplication } from '../../src/pki/directory-file.ts';
+
+/** A client application's credentials as a test uses them: PEM text, ready for undici. */
+export interface ClientCredentials {
+  applicationUrl: string;
+  cert: string;
+  key: string;
+}
+
+/**
+ * A fresh DATA_DIR with the dev trust framework, as `npm run cli -- pki init` makes it, and
+ * helpers to issue member certificates (through the same code as `pki client`) and hostile ones.
+ */
+export class TestTrustFramework {
+  readonly dataDir: string;
+  readonly pkiDir: string;
+  readonly directoryFile: string;
+
+  private constructor(dataDir: string) {
+    this.dataDir = dataDir;
+    this.pkiDir = path.join(dataDir, 'pki');
+    this.directoryFile = path.join(dataDir, 'directory.json');
+  }
+
+  static async create(): Promise<TestTrustFramework> {
+    const tf = new TestTrustFramework(mkdtempSync(path.join(os.tmpdir(), 'perseus-test-')));
+    await initDevPki(tf.pkiDir, { serverHostnames: ['localhost'] });
+    return tf;
+  }
+
+  /** PEM of the CA that signed the server's TLS certificate, for clients to trust. */
+  get serverCa(): string {
+    return readFileSync(path.join(this.pkiDir, 'server-ca.pem'), 'utf8');
+  }
+
+  /** A member certificate from the dev Client Issuer, recorded in the directory file. */
+  async member(applicationUrl: string, roles: string[], organisation: string, title?: string): Promise<ClientCredentials> {
+    const outDir = path.join(this.dataDir, 'clients', Buffer.from(applicationUrl).toString('base64url'));
+    mkdirSync(outDir, { recursive: true });
+    const issued = await issueDevClientCertificate(this.pkiDir, { applicationUrl, roles: roles.map(roleUrl), organisation, outDir });
+    recordApplication(this.directoryFile, { url: applicationUrl, id: applicationUrl, title: title ?? organisation, organisation, roles: roles.map(roleUrl) });
+    return { applicationUrl, cert: readFileSync(issued.bundlePath, 'utf8'), key: readFileSync(issued.keyPath, 'utf8') };
+  }
+
+  /** A certificate with the right shape from a CA the server does not trust. */
+  async foreignMember(applicationUrl: string, roles: string[]): Promise<ClientCredentials> {
+    const root = await createRootCa({ name: 'Some Other Client CA' });
+    const issuer = await createIntermediateCa(root, { name: 'Some Other Client Issuer' });
+    const leaf = await issueClientLeaf(issuer, { applicationUrl, organisation: 'Impostor Ltd', roles: roles.map(roleUrl) });
+    return { applicationUrl, cert: leaf.bundlePem, key: leaf.keyPem };
+  }
+}
