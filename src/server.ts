@@ -16,6 +16,7 @@ import { requireClientCertificate, verifyClientCertificate } from './http/client
 import { CsrfTokens } from './http/csrf.ts';
 import { introspectionGate } from './http/introspection-gate.ts';
 import { mtlsListenerOnly, publicListenerOnly } from './http/listeners.ts';
+import { pushedRequestsOnly } from './http/pushed-requests-only.ts';
 import { serveMetadata } from './http/metadata.ts';
 import { pageErrors } from './http/page-errors.ts';
 import { requestLog, stdoutSink, type LogSink } from './http/request-log.ts';
@@ -108,6 +109,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(pageErrors(pages, log));
   publicApp.use(publicListenerOnly(config.mtlsOrigin));
   publicApp.use(metadata);
+  publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
   publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css']));
   publicApp.use(healthRoutes(store));
   const interactions = interactionRoutes({

@@ -78,7 +78,7 @@ describe('SqliteOidcStore as the adapter of a real oidc-provider', () => {
     provider = new Provider('https://localhost:8443', {
       adapter: oidcAdapterFactory(gatedStore(store, { wait: () => gate.wait() })),
       clients: [CLIENT],
-      features: { devInteractions: { enabled: false } },
+      features: { devInteractions: { enabled: false }, deviceFlow: { enabled: true } },
     });
   });
 
@@ -122,6 +122,25 @@ describe('SqliteOidcStore as the adapter of a real oidc-provider', () => {
     expect(byUid?.jti).toBe(session.jti);
     expect(byUid?.accountId).toBe('a');
     expect((await provider.Session.find(session.jti))?.uid).toBe(session.uid);
+  });
+
+  it('finds a DeviceCode by user code and re-saves it under the same id (device flow)', async () => {
+    const deviceCode = new provider.DeviceCode({
+      client: await client(),
+      userCode: 'WDJBMJHT',
+      grantId: 'g3',
+      params: { client_id: 'c', scope: 'openid' },
+      deviceInfo: { ip: '127.0.0.1', ua: 'test' },
+    });
+    const value = await deviceCode.save();
+
+    const found = await provider.DeviceCode.findByUserCode('WDJBMJHT');
+    expect(found?.jti).toBe(value);
+    if (!found) throw new Error('device code not found');
+    found.accountId = 'a';
+    await found.save();
+
+    expect((await provider.DeviceCode.find(value))?.accountId).toBe('a');
   });
 
   it('consumes an AuthorizationCode once; a second consume is invalid_grant', async () => {
