@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { openSqliteDatabase } from './adapters/sqlite-database.ts';
 import { ConfigError, loadConfig } from './config/environment.ts';
 import { SmeAccounts } from './consent/sme-accounts.ts';
-import { issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
+import { ensureDevTrustFramework } from './config/dev-setup.ts';
+import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
 import { recordApplication } from './pki/directory-file.ts';
 import { loadOrCreateKeys } from './provider/keys.ts';
 
@@ -27,10 +28,9 @@ async function run(argv: string[]): Promise<void> {
   const pkiDir = path.join(config.dataDir, 'pki');
 
   if (group === 'pki' && command === 'init') {
-    const hostnames = [...new Set([new URL(config.issuer).hostname, new URL(config.mtlsOrigin).hostname])];
-    const { created, paths } = await initDevPki(pkiDir, { serverHostnames: hostnames });
-    console.log(created ? `created the dev trust framework in ${pkiDir}` : `the dev trust framework exists already in ${pkiDir}`);
-    console.log(JSON.stringify(paths, null, 2));
+    const { created } = await ensureDevTrustFramework(config);
+    console.log(created.length ? `dev trust framework in ${pkiDir}: created ${created.join(', ')}` : `the dev trust framework exists already in ${pkiDir}`);
+    console.log(JSON.stringify(devPkiPaths(pkiDir), null, 2));
     return;
   }
 

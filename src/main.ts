@@ -1,8 +1,5 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-
+import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { ConfigError, loadConfig } from './config/environment.ts';
-import { initDevPki } from './pki/dev-trust-framework.ts';
 import { startServer } from './server.ts';
 
 /**
@@ -11,12 +8,8 @@ import { startServer } from './server.ts';
  */
 async function main(): Promise<void> {
   const config = loadConfig();
-  const pkiDir = path.join(config.dataDir, 'pki');
-  if (!existsSync(config.tlsCertFile) && config.tlsCertFile === path.join(pkiDir, 'server.pem')) {
-    const hostnames = [...new Set([new URL(config.issuer).hostname, new URL(config.mtlsOrigin).hostname])];
-    await initDevPki(pkiDir, { serverHostnames: hostnames });
-    console.log(`created a dev trust framework in ${pkiDir} (client CA, issuer, server certificate)`);
-  }
+  const { created } = await ensureDevTrustFramework(config);
+  if (created.length) console.log(`dev trust framework in ${config.dataDir}/pki: created ${created.join(', ')}`);
   const server = await startServer(config);
   console.log(`Perseus authorization server: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`);
 

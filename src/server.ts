@@ -10,7 +10,17 @@ import type Provider from 'oidc-provider';
 import { openSqliteDatabase } from './adapters/sqlite-database.ts';
 import { SqliteOidcStore } from './adapters/sqlite-oidc-store.ts';
 import type { ServerConfig } from './config/environment.ts';
-import { LicenseCatalog } from './consent/licenses.ts';
+import { SqliteAuditLog } from './consent/audit-log.ts';
+import { LicenseCatalog, type License } from './consent/licenses.ts';
+import { mtlsDeliverer } from './consent/message-delivery.ts';
+import { OutboxWorker, SqliteOutboxStore, type Deliver } from './consent/outbox.ts';
+import { Permissions } from './consent/permissions.ts';
+import { SqlitePermissionStore } from './consent/sqlite-permission-store.ts';
+import { TokenRecordingStore } from './consent/token-recording-store.ts';
+import { TokenSeal } from './consent/token-seal.ts';
+import { permissionEndpoint } from './endpoints/permission.ts';
+import { machineAudit } from './http/machine-audit.ts';
+import { PERMISSION_PATH } from './http/metadata.ts';
 import { SmeAccounts } from './consent/sme-accounts.ts';
 import { requireClientCertificate, verifyClientCertificate } from './http/client-certificate.ts';
 import { CsrfTokens } from './http/csrf.ts';
@@ -46,6 +56,10 @@ export interface RunningServer {
   config: ServerConfig;
   provider: Provider;
   smeAccounts: SmeAccounts;
+  permissions: Permissions;
+  audit: SqliteAuditLog;
+  outbox: OutboxWorker;
+  outboxStore: SqliteOutboxStore;
   publicPort: number;
   mtlsPort: number;
   close(): Promise<void>;
@@ -70,11 +84,30 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   const keys = await loadOrCreateKeys(config.dataDir);
   const db = openSqliteDatabase(path.join(config.dataDir, 'perseus.sqlite'));
-  const store = new SqliteOidcStore(db, { closeDatabase: false });
   const smeAccounts = new SmeAccounts(db, keys.accountSecret);
   const catalog = LicenseCatalog.load({ selection: config.licenses, operatorRole: config.operatorRole });
   const pages = new Pages(config.operatorName);
   const resourceIndicator = `${config.issuer}/data`;
+  const names = new ApplicationNames(config.directoryFile);
+  const dataPeriodMonths = (license: License) => config.dataPeriodMonths.byLicense[license.label] ?? config.dataPeriodMonths.default;
+
+  // The permission domain: records, audit log and outbox live beside the provider's models.
+  const permissionStore = new SqlitePermissionStore(db);
+  const audit = new SqliteAuditLog(db);
+  const outboxStore = new SqliteOutboxStore(db);
+  let permissions: Permissions | undefined;
+  const store = new TokenRecordingStore(new SqliteOidcStore(db, { closeDatabase: false }), () => permissions!);
+  const outbox = new OutboxWorker(outboxStore, messageDeliverer(config), {
+    pollMs: 2_000, initialBackoffMs: 1_000, maxBackoffMs: 10 * 60_000, giveUpAfterMs: config.outboxGiveUpAfter * 1000, now,
+  }, async (message, outcome, error) => {
+    if (outcome === 'retry') return;
+    await audit.append({ kind: outcome === 'delivered' ? 'message_delivered' : 'message_given_up', at: now(), actor: 'system', detail: { message: message.id, target: message.target, attempts: message.attempts + 1, error } });
+  });
+  permissions = new Permissions({
+    store: permissionStore, oidcStore: store, audit, outbox: outboxStore, seal: new TokenSeal(keys.tokenSealKey),
+    messageDeliveryOf: (clientId) => names.of(clientId).messageDelivery, trustFrameworkUrl: config.trustFrameworkUrl, now,
+    onMessageQueued: () => outbox.nudge(),
+  });
 
   const provider = createProvider({
     issuer: config.issuer,
@@ -85,6 +118,9 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     resourceIndicator,
     resourceServers: config.resourceServers,
     accessTokenTtl: config.accessTokenTtl,
+    permissions: permissionStore,
+    dataPeriodMonths,
+    now,
     renderError: async (ctx, out) => {
       ctx.type = 'html';
       ctx.body = pages.render('error', {
@@ -114,7 +150,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(healthRoutes(store));
   const interactions = interactionRoutes({
     provider, smeAccounts, catalog, csrf: new CsrfTokens(keys.csrfSecret), pages,
-    names: new ApplicationNames(config.directoryFile),
+    names, permissions, audit, dataPeriodMonths,
     parties: { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl },
     resourceIndicator, now,
   });
@@ -131,6 +167,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   mtlsApp.use(healthRoutes(store));
   mtlsApp.use(requireClientCertificate());
   mtlsApp.use(introspectionGate(ROUTES.introspection, config.resourceServers));
+  mtlsApp.use(permissionEndpoint(PERMISSION_PATH, { store: permissionStore, provider, issuer: config.issuer }));
+  mtlsApp.use(machineAudit({ par: ROUTES.pushed_authorization_request, revocation: ROUTES.revocation }, { audit, permissions, now }));
   mtlsApp.use(mount(provider as unknown as Koa));
 
   const publicServer = https.createServer({ ...tls, minVersion: 'TLSv1.2', ciphers: FAPI_TLS12_CIPHERS, honorCipherOrder: true }, publicApp.callback());
@@ -147,10 +185,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   });
   const publicPort = await listen(publicServer, config.publicPort);
   const mtlsPort = await listen(mtlsServer, config.mtlsPort);
+  outbox.start();
+  const expiryTimer = setInterval(() => void permissions.recordExpiries().catch((err: Error) => log({ msg: 'expiry sweep failed', error: err.name })), 60_000);
+  expiryTimer.unref();
 
   return {
-    config, provider, smeAccounts, publicPort, mtlsPort,
+    config, provider, smeAccounts, permissions, audit, outbox, outboxStore, publicPort, mtlsPort,
     async close() {
+      clearInterval(expiryTimer);
+      await outbox.stop();
       const stop = (server: https.Server) => new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -160,6 +203,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       db.close();
     },
   };
+}
+
+/** Delivery of messages to clients with the operator's member certificate, if it has one. */
+function messageDeliverer(config: ServerConfig): Deliver {
+  if (!existsSync(config.operatorCertFile) || !existsSync(config.operatorKeyFile)) {
+    return async () => { throw new Error(`no operator certificate at ${config.operatorCertFile}: cannot deliver messages`); };
+  }
+  return mtlsDeliverer({
+    cert: readFileSync(config.operatorCertFile, 'utf8'), key: readFileSync(config.operatorKeyFile, 'utf8'),
+    ca: config.outboundCaFile ? readFileSync(config.outboundCaFile, 'utf8') : undefined,
+  });
 }
 
 function healthRoutes(store: { ping(): Promise<void> }): Koa.Middleware {

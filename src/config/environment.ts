@@ -53,6 +53,25 @@ export interface ServerConfig {
   edpPrivacyPolicyUrl: string;
   /** ACCESS_TOKEN_TTL: access token lifetime in seconds, at most 3600 (scheme rule). Default 600. */
   accessTokenTtl: number;
+  /** DATA_PERIOD_MONTHS: how many whole months back a data provider may serve, `12` for all
+   * licenses or per license label, e.g. `emissions-cap-fsp=24,12`. Default 12. */
+  dataPeriodMonths: { default: number; byLicense: Record<string, number> };
+  /** TRUST_FRAMEWORK_URL: the `ib1:message` value of messages to clients.
+   * Default https://registry.core.trust.ib1.org/trust-framework. */
+  trustFrameworkUrl: string;
+  /** OPERATOR_APPLICATION_URL: this server's own Directory application URL (its client
+   * certificate's SAN, used to deliver messages). Default ISSUER + /application. */
+  operatorApplicationUrl: string;
+  /** OPERATOR_CERT_FILE / OPERATOR_KEY_FILE: the operator's member certificate (leaf + issuer)
+   * and key for mTLS calls to clients. Default DATA_DIR/pki/operator/client-bundle.pem and
+   * client.key.pem (made by the dev trust framework on first start). */
+  operatorCertFile: string;
+  operatorKeyFile: string;
+  /** OUTBOUND_CA_FILE: extra CA certificates to trust when delivering messages (dev/test).
+   * Default: none (the system's roots). */
+  outboundCaFile: string | undefined;
+  /** OUTBOX_GIVE_UP_AFTER: seconds after which an undelivered message is given up. Default 604800 (7 days). */
+  outboxGiveUpAfter: number;
 }
 
 export class ConfigError extends Error {
@@ -112,6 +131,26 @@ function seconds(env: Env, name: string, fallback: number, max: number): number 
   return Number(raw);
 }
 
+function httpsUrl(env: Env, name: string, fallback: string): string {
+  const raw = env[name] || fallback;
+  if (URL.parse(raw)?.protocol !== 'https:') throw new ConfigError(name, `must be an https URL, got "${raw}"`);
+  return raw;
+}
+
+function dataPeriodMonths(raw: string | undefined): ServerConfig['dataPeriodMonths'] {
+  const result = { default: 12, byLicense: {} as Record<string, number> };
+  if (!raw) return result;
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^(?:([a-z0-9-]+)=)?(\d{1,3})$/.exec(entry);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 120) {
+      throw new ConfigError('DATA_PERIOD_MONTHS', `entries are N or license-label=N with N from 1 to 120, got "${entry}"`);
+    }
+    if (m[1]) result.byLicense[m[1]] = Number(m[2]);
+    else result.default = Number(m[2]);
+  }
+  return result;
+}
+
 const OPERATOR_ROLES: readonly OperatorRole[] = ['energy-data-provider', 'carbon-accounting-provider'];
 
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerConfig {
@@ -158,5 +197,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
     capName: env.CAP_NAME || (operatorRole === 'carbon-accounting-provider' ? operatorName : 'your carbon accounting provider'),
     edpPrivacyPolicyUrl,
     accessTokenTtl: seconds(env, 'ACCESS_TOKEN_TTL', 600, 3600),
+    dataPeriodMonths: dataPeriodMonths(env.DATA_PERIOD_MONTHS),
+    trustFrameworkUrl: httpsUrl(env, 'TRUST_FRAMEWORK_URL', 'https://registry.core.trust.ib1.org/trust-framework'),
+    operatorApplicationUrl: httpsUrl(env, 'OPERATOR_APPLICATION_URL', `${issuer.origin}/application`),
+    operatorCertFile: fileVar('OPERATOR_CERT_FILE', pki('operator/client-bundle.pem')),
+    operatorKeyFile: fileVar('OPERATOR_KEY_FILE', pki('operator/client.key.pem')),
+    outboundCaFile: env.OUTBOUND_CA_FILE ? path.resolve(cwd, env.OUTBOUND_CA_FILE) : undefined,
+    outboxGiveUpAfter: seconds(env, 'OUTBOX_GIVE_UP_AFTER', 7 * 24 * 3600, 90 * 24 * 3600),
   };
 }

@@ -5,10 +5,13 @@ import type Provider from 'oidc-provider';
 import { dataPeriod, defaultDataAvailableFrom, describeDataPeriod } from '../consent/data-period.ts';
 import { permissionExpiry, type License, type LicenseCatalog } from '../consent/licenses.ts';
 import { renderPermissionText, type Parties } from '../consent/permission-text.ts';
+import type { AuditLog } from '../consent/audit-log.ts';
+import type { Permissions } from '../consent/permissions.ts';
 import type { SmeAccounts } from '../consent/sme-accounts.ts';
 import type { CsrfTokens } from '../http/csrf.ts';
 import { field, FormError, readForm } from '../http/form-body.ts';
 import type { Pages } from '../views/render.ts';
+import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
 import type { ApplicationNames } from './application-names.ts';
 
 /**
@@ -25,6 +28,9 @@ export interface InteractionDeps {
   names: ApplicationNames;
   parties: Omit<Parties, 'CAP' | 'EDP' | 'FSP'> & { CAP: string; EDP: string };
   resourceIndicator: string;
+  permissions: Permissions;
+  audit: AuditLog;
+  dataPeriodMonths: (license: License) => number;
   now: () => Date;
 }
 
@@ -75,7 +81,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       title: 'Give permission', uid: details.uid, csrf: csrf.tokenFor('decision', details.uid),
       clientOrganisation: client.organisation, clientApplication: client.application,
       licenseTitle: license.title,
-      dataPeriod: describeDataPeriod(dataPeriod(now, defaultDataAvailableFrom(now))),
+      dataPeriod: describeDataPeriod(dataPeriod(now, defaultDataAvailableFrom(now, deps.dataPeriodMonths(license)), deps.dataPeriodMonths(license))),
       expiresOn: DATE.format(permissionExpiry(now, license)),
       permissionText: renderPermissionText(license.permissionText, parties),
       meters: smeAccounts.meters(who.organisationId),
@@ -109,6 +115,12 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     if (refuseForm(ctx, details, 'sign-in', form)) return;
     const email = field(form, 'email');
     const user = await smeAccounts.authenticate(email, field(form, 'password'));
+    const facts = { ip: ctx.ip, userAgent: ctx.get('user-agent') };
+    await deps.audit.append({
+      kind: user ? 'sign_in' : 'sign_in_failed', at: deps.now(), actor: user?.id ?? 'unknown', client: String(details.params.client_id), ...facts,
+      // The email is not logged: it identifies a person. A failed attempt keeps only a hash.
+      detail: user ? { organisation: user.organisationId } : { emailHash: hashIdentifier(email.trim().toLowerCase()) },
+    });
     if (!user) {
       // One answer for an unknown email and a wrong password: no account enumeration.
       showSignIn(ctx, details, 401, 'The email address or password is not right.', email);
@@ -133,7 +145,9 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     }
     const clientId = String(details.params.client_id);
     const decision = field(form, 'decision');
+    const facts = { ip: ctx.ip, userAgent: ctx.get('user-agent') };
     if (decision === 'deny') {
+      await deps.audit.append({ kind: 'decision', at: deps.now(), actor: who.userId, client: clientId, license: licenseOf(details)?.url, ...facts, detail: { decision: 'deny' } });
       await provider.interactionFinished(ctx.req, ctx.res, {
         error: 'access_denied', error_description: 'the SME did not give permission',
       }, { mergeWithLastSubmission: false });
@@ -151,9 +165,18 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     }
     const license = licenseOf(details);
     if (!license) throw new Error('interaction without a license scope');
-    const grant = new provider.Grant({ accountId: who.accountId, clientId });
+    const now = deps.now();
+    const expires = permissionExpiry(now, license);
+    // The grant lives exactly as long as the permission (OIDC-PROVIDER-NOTES 5).
+    // (`expiresIn` is accepted by the library's Grant, a BaseToken, though its typings omit it.)
+    const grant = new provider.Grant({ accountId: who.accountId, clientId, expiresIn: Math.floor((expires.getTime() - now.getTime()) / 1000) } as ConstructorParameters<Provider['Grant']>[0]);
     grant.addResourceScope(deps.resourceIndicator, license.url);
     const grantId = await grant.save();
+    await deps.permissions.grant({
+      organisationId: who.organisationId, clientId, license: license.url, account: who.accountId, grantId, at: now, expires,
+      dataAvailableFrom: defaultDataAvailableFrom(now, deps.dataPeriodMonths(license)),
+      permissionTextSha256: license.permissionTextSha256, meters: chosen, userId: who.userId,
+    }, facts);
     await provider.interactionFinished(ctx.req, ctx.res, {
       login: { accountId: who.accountId, remember: false },
       consent: { grantId },

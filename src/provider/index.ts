@@ -1,7 +1,8 @@
 import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
 import type { OidcStore } from '../adapters/types.ts';
-import type { LicenseCatalog } from '../consent/licenses.ts';
+import type { License, LicenseCatalog } from '../consent/licenses.ts';
+import type { PermissionStore } from '../consent/permission-store.ts';
 import type { SmeAccounts } from '../consent/sme-accounts.ts';
 import type { ServerKeys } from './keys.ts';
 import { mtlsConfiguration } from './certificates-and-clients.ts';
@@ -23,6 +24,9 @@ export interface ProviderParts {
   resourceIndicator: string;
   resourceServers: string[];
   accessTokenTtl: number;
+  permissions: PermissionStore;
+  dataPeriodMonths: (license: License) => number;
+  now: () => Date;
   renderError: NonNullable<Configuration['renderError']>;
 }
 
@@ -55,7 +59,10 @@ export function createProvider(parts: ProviderParts): Provider {
   const configuration = merge(
     profileConfiguration({ accessTokenTtl: parts.accessTokenTtl }),
     mtlsConfiguration(),
-    licenseConfiguration({ catalog: parts.catalog, resourceIndicator: parts.resourceIndicator, accessTokenTtl: parts.accessTokenTtl }),
+    licenseConfiguration({
+      catalog: parts.catalog, resourceIndicator: parts.resourceIndicator, accessTokenTtl: parts.accessTokenTtl,
+      permissions: parts.permissions, smeAccounts: parts.smeAccounts, dataPeriodMonths: parts.dataPeriodMonths, now: parts.now,
+    }),
     interactionConfiguration(parts.smeAccounts),
     storageConfiguration(parts.store),
     {
@@ -67,8 +74,6 @@ export function createProvider(parts: ProviderParts): Provider {
       },
       routes: ROUTES,
       renderError: parts.renderError,
-      // The opaque account identifier is what data providers see; it is also `sub`.
-      extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => ('accountId' in token ? { account: token.accountId } : {}),
       features: {
         introspection: {
           enabled: true,

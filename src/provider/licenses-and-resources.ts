@@ -1,6 +1,10 @@
 import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
+import { dataPeriod } from '../consent/data-period.ts';
 import type { LicenseCatalog, License } from '../consent/licenses.ts';
+import { isoSeconds, permissionStatus } from '../consent/permission-record.ts';
+import type { PermissionStore } from '../consent/permission-store.ts';
+import type { SmeAccounts } from '../consent/sme-accounts.ts';
 import { verdictOf } from '../http/client-certificate.ts';
 
 /**
@@ -17,6 +21,11 @@ export interface LicenseOptions {
   /** Resource indicator (audience) of the Perseus data APIs. */
   resourceIndicator: string;
   accessTokenTtl: number;
+  permissions: PermissionStore;
+  smeAccounts: SmeAccounts;
+  /** Whole months back a data provider may serve under a license. */
+  dataPeriodMonths: (license: License) => number;
+  now: () => Date;
 }
 
 function forbidden(description: string): Error {
@@ -57,6 +66,12 @@ function assertPushedRequest(ctx: KoaContextWithOIDC): void {
   }
 }
 
+/** The grant a token request draws on: the code's or the refresh token's. */
+function grantOfRequest(ctx: KoaContextWithOIDC): string | undefined {
+  const entities = ctx.oidc.entities as Record<string, { grantId?: string } | undefined>;
+  return entities.AuthorizationCode?.grantId ?? entities.RefreshToken?.grantId;
+}
+
 function licensesOfRequest(ctx: KoaContextWithOIDC, catalog: LicenseCatalog): License[] {
   const entities = ctx.oidc.entities as Record<string, { scope?: string } | undefined>;
   const scope = (ctx.oidc.params?.scope as string | undefined)
@@ -73,15 +88,37 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
 
   return {
     ttl: {
+      // The consent step creates each Grant with the permission's exact remaining life.
       Grant: permissionSeconds,
-      RefreshToken: permissionSeconds,
+      // A refresh token lives as long as its grant (the permission), never longer.
+      RefreshToken: (ctx) => {
+        const grant = (ctx?.oidc?.entities as { Grant?: { exp?: number } } | undefined)?.Grant;
+        const remaining = grant?.exp ? grant.exp - Math.floor(Date.now() / 1000) : permissionSeconds;
+        return Math.max(1, Math.min(permissionSeconds, remaining));
+      },
+    },
+    // What introspection tells a data provider: the account, license, meters and data period.
+    extraTokenClaims: async (_ctx, token) => {
+      if (!('grantId' in token) || !token.grantId) return {};
+      const permission = await options.permissions.byGrantId(token.grantId);
+      if (!permission) return {};
+      const license = catalog.get(permission.license);
+      const period = dataPeriod(options.now(), permission.dataAvailableFrom, license ? options.dataPeriodMonths(license) : 12);
+      const meters = options.smeAccounts.meters(permission.organisationId).filter((m) => permission.meters.includes(m.id));
+      return {
+        account: permission.account,
+        license: permission.license,
+        meters: meters.map((m) => ({ id: m.identifier, type: m.fuel, ukPostcodeOutcode: m.outcode })),
+        data_period: { from: isoSeconds(period.from), to: isoSeconds(period.to) },
+        permission_expires: isoSeconds(permission.expires),
+      };
     },
     features: {
       resourceIndicators: {
         enabled: true,
         defaultResource: () => resourceIndicator,
         useGrantedResource: () => true,
-        getResourceServerInfo: (ctx, identifier) => {
+        getResourceServerInfo: async (ctx, identifier) => {
           if (identifier !== resourceIndicator) {
             throw new errors.InvalidTarget(`unknown resource; this server issues tokens for ${resourceIndicator}`);
           }
@@ -89,13 +126,25 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
           if (route === 'pushed_authorization_request') {
             assertPushedRequest(ctx);
             assertRole(ctx, requestedLicense(ctx.oidc.params?.scope as string | undefined, catalog));
-          } else if (route === 'token') {
+          }
+          let accessTokenTTL = options.accessTokenTtl;
+          if (route === 'token') {
             for (const license of licensesOfRequest(ctx, catalog)) assertRole(ctx, license);
+            // Fail closed: no token unless the permission behind the grant is active now, and
+            // no access token that outlives the permission.
+            const grantId = grantOfRequest(ctx);
+            const permission = grantId ? await options.permissions.byGrantId(grantId) : undefined;
+            const now = options.now();
+            if (!permission || permission.grantId !== grantId || permissionStatus(permission, now) !== 'active') {
+              throw new errors.InvalidGrant('the permission behind this grant is not active');
+            }
+            const remaining = Math.floor((permission.expires.getTime() - now.getTime()) / 1000);
+            accessTokenTTL = Math.max(1, Math.min(accessTokenTTL, remaining));
           }
           return {
             scope: catalog.urls().join(' '),
             audience: resourceIndicator,
-            accessTokenTTL: options.accessTokenTtl,
+            accessTokenTTL,
             accessTokenFormat: 'opaque',
           };
         },

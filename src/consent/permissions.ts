@@ -1,0 +1,123 @@
+import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
+import type { OidcStore } from '../adapters/types.ts';
+import type { AuditLog } from './audit-log.ts';
+import { revokeGrant } from './grant-revocation.ts';
+import { withdrawalMessage } from './message-delivery.ts';
+import type { OutboxStore } from './outbox.ts';
+import type { Permission, WithdrawnBy } from './permission-record.ts';
+import type { NewGrant, PermissionStore } from './permission-store.ts';
+import type { TokenSeal } from './token-seal.ts';
+
+/**
+ * The permission domain's operations: grant and renewal, token bookkeeping, withdrawal from any
+ * of its three paths (SME, client, operator), and recording expiries. Each keeps the record, the
+ * oidc-provider grant, the audit log and the outbox in step.
+ */
+export interface PermissionsDeps {
+  store: PermissionStore;
+  oidcStore: OidcStore;
+  audit: AuditLog;
+  outbox: OutboxStore;
+  seal: TokenSeal;
+  /** Where a client application receives messages (its Directory `messageDelivery`), if known. */
+  messageDeliveryOf: (clientId: string) => string | undefined;
+  trustFrameworkUrl: string;
+  now: () => Date;
+  /** Called after a message was queued, to deliver it without waiting for the next poll. */
+  onMessageQueued?: () => void;
+}
+
+export interface RequestFacts { ip?: string; userAgent?: string }
+
+export class Permissions {
+  readonly #d: PermissionsDeps;
+  constructor(deps: PermissionsDeps) {
+    this.#d = deps;
+  }
+
+  get store(): PermissionStore {
+    return this.#d.store;
+  }
+
+  /** The SME allowed: create or renew the record; a renewal retires the grant it replaces. */
+  async grant(grant: NewGrant, facts: RequestFacts = {}): Promise<Permission> {
+    const outcome = await this.#d.store.recordGrant(grant);
+    if (outcome.replacedGrantId && outcome.replacedGrantId !== grant.grantId) {
+      await revokeGrant(this.#d.oidcStore, outcome.replacedGrantId);
+    }
+    await this.#d.audit.append({
+      kind: 'decision', at: grant.at, actor: grant.userId, client: grant.clientId, license: grant.license, ...facts,
+      detail: { decision: 'allow', outcome: outcome.kind, permission: outcome.permission.id, meters: grant.meters, permissionTextSha256: grant.permissionTextSha256 },
+    });
+    return outcome.permission;
+  }
+
+  /**
+   * Withdraws a permission. Idempotent: `revoked` is set once and only the first call writes
+   * history; the grant and its tokens are revoked every time (harmless when already gone), so a
+   * crash between the two steps heals on the next attempt.
+   */
+  async withdraw(permissionId: string, by: WithdrawnBy, actor: string, reason: string, facts: RequestFacts = {}) {
+    const at = this.#d.now();
+    const result = await this.#d.store.withdraw(permissionId, at, by, actor, reason);
+    if (!result) return undefined;
+    const { permission, changed } = result;
+    // Links to refresh tokens outlive the tokens: read them before anything else happens.
+    const links = await this.#d.store.refreshTokensOfGrant(permission.grantId);
+    await revokeGrant(this.#d.oidcStore, permission.grantId);
+    if (changed) {
+      await this.#d.audit.append({ kind: 'withdrawal', at, actor, client: permission.clientId, license: permission.license, ...facts, detail: { by, reason, permission: permission.id } });
+    }
+    // The provider side tells the client; a client that withdrew itself already knows.
+    if (changed && (by === 'sme' || by === 'operator')) {
+      const target = this.#d.messageDeliveryOf(permission.clientId);
+      for (const link of links) {
+        if (!target) {
+          await this.#d.audit.append({ kind: 'message_given_up', at, actor: 'system', client: permission.clientId, detail: { reason: 'no messageDelivery URL in the directory', permission: permission.id } });
+          break;
+        }
+        await this.#d.outbox.enqueue({
+          kind: 'withdrawal', target, idempotencyKey: `withdrawal:${link.tokenHash}`,
+          body: withdrawalMessage(this.#d.trustFrameworkUrl, this.#d.seal.open(link.sealedToken)),
+        }, at);
+      }
+      if (target && links.length) this.#d.onMessageQueued?.();
+    }
+    return { permission, changed };
+  }
+
+  /** RFC 7009 revocation by the client of a token of this grant. */
+  async withdrawnByClient(grantId: string, clientId: string, facts: RequestFacts = {}) {
+    const permission = await this.#d.store.byGrantId(grantId);
+    if (!permission || permission.grantId !== grantId) return undefined;
+    return this.withdraw(permission.id, 'client', clientId, 'the client application revoked its token', facts);
+  }
+
+  /** Keeps the link from a refresh token to its permission (hash, and the token sealed). */
+  async refreshTokenSaved(token: string, payload: { grantId?: string; clientId?: string; iat?: number; exp?: number }) {
+    if (!payload.grantId || !payload.clientId) return;
+    await this.#d.store.linkRefreshToken({
+      tokenHash: hashIdentifier(token), grantId: payload.grantId, clientId: payload.clientId, sealedToken: this.#d.seal.seal(token),
+      issuedAt: new Date((payload.iat ?? 0) * 1000), expiresAt: new Date((payload.exp ?? 0) * 1000),
+    });
+  }
+
+  /** Records each access token issue on the permission and in the audit log. */
+  async accessTokenSaved(payload: { grantId?: string; clientId?: string; iat?: number; exp?: number; gty?: string }) {
+    if (!payload.grantId || !payload.clientId) return;
+    const kind = payload.gty === 'refresh_token' ? 'token_refreshed' : 'token_issued';
+    const at = new Date((payload.iat ?? 0) * 1000);
+    await this.#d.store.recordTokenIssue(payload.grantId, at, new Date((payload.exp ?? 0) * 1000), kind, payload.clientId);
+    await this.#d.audit.append({ kind, at, actor: payload.clientId, client: payload.clientId, detail: { grant: payload.grantId } });
+  }
+
+  /** Notes every permission whose expiry has passed since the last look (history and audit). */
+  async recordExpiries(): Promise<number> {
+    const expired = await this.#d.store.recordExpiries(this.#d.now());
+    for (const p of expired) {
+      await revokeGrant(this.#d.oidcStore, p.grantId);
+      await this.#d.audit.append({ kind: 'expiry_seen', at: this.#d.now(), actor: 'system', client: p.clientId, license: p.license, detail: { permission: p.id, expires: p.expires.toISOString() } });
+    }
+    return expired.length;
+  }
+}

@@ -1,0 +1,44 @@
+import type { AdapterPayload, OidcAdapter, OidcStore } from '../adapters/types.ts';
+import type { Permissions } from './permissions.ts';
+
+/**
+ * Wraps the oidc-provider store so that every saved refresh or access token is also recorded on
+ * its permission. Doing it where tokens are written (rather than in library events, which are
+ * not awaited) means a token is never issued without its record: if recording fails, the save
+ * fails and the client gets an error instead of an untracked token.
+ */
+export class TokenRecordingStore implements OidcStore {
+  readonly name: string;
+  readonly #inner: OidcStore;
+  readonly #permissions: () => Permissions;
+
+  constructor(inner: OidcStore, permissions: () => Permissions) {
+    this.#inner = inner;
+    this.name = inner.name;
+    this.#permissions = permissions;
+  }
+
+  adapterFor(modelName: string): OidcAdapter {
+    const adapter = this.#inner.adapterFor(modelName);
+    if (modelName !== 'RefreshToken' && modelName !== 'AccessToken') return adapter;
+    const permissions = this.#permissions;
+    return {
+      find: (id) => adapter.find(id),
+      findByUid: (uid) => adapter.findByUid(uid),
+      findByUserCode: (code) => adapter.findByUserCode(code),
+      consume: (id) => adapter.consume(id),
+      destroy: (id) => adapter.destroy(id),
+      revokeByGrantId: (grantId) => adapter.revokeByGrantId(grantId),
+      async upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
+        // Tokens are saved once (refresh tokens are not rotated); linking is idempotent anyway.
+        await adapter.upsert(id, payload, expiresIn);
+        if (modelName === 'RefreshToken') await permissions().refreshTokenSaved(id, payload);
+        else await permissions().accessTokenSaved(payload);
+      },
+    };
+  }
+
+  ping() { return this.#inner.ping(); }
+  close() { return this.#inner.close(); }
+  purgeExpired(now?: Date) { return this.#inner.purgeExpired(now); }
+}
