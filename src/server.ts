@@ -18,7 +18,11 @@ import { Permissions } from './consent/permissions.ts';
 import { SqlitePermissionStore } from './consent/sqlite-permission-store.ts';
 import { TokenRecordingStore } from './consent/token-recording-store.ts';
 import { TokenSeal } from './consent/token-seal.ts';
+import { dashboardRoutes } from './endpoints/dashboard.ts';
+import { evidenceRoutes } from './endpoints/evidence.ts';
 import { permissionEndpoint } from './endpoints/permission.ts';
+import { partiesFor } from './consent/permission-text.ts';
+import { SqliteSmeSessionStore } from './consent/sme-sessions.ts';
 import { machineAudit } from './http/machine-audit.ts';
 import { PERMISSION_PATH } from './http/metadata.ts';
 import { SmeAccounts } from './consent/sme-accounts.ts';
@@ -148,13 +152,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
   publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css']));
   publicApp.use(healthRoutes(store));
-  const interactions = interactionRoutes({
-    provider, smeAccounts, catalog, csrf: new CsrfTokens(keys.csrfSecret), pages,
-    names, permissions, audit, dataPeriodMonths,
-    parties: { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl },
-    resourceIndicator, now,
+  const csrf = new CsrfTokens(keys.csrfSecret);
+  const parties = { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl };
+  const interactions = interactionRoutes({ provider, smeAccounts, catalog, csrf, pages, names, permissions, audit, dataPeriodMonths, parties, resourceIndicator, now });
+  const dashboard = dashboardRoutes({ smeAccounts, sessions: new SqliteSmeSessionStore(db), permissions, audit, catalog, names, csrf, pages, issuer: config.issuer, now });
+  const evidence = evidenceRoutes({
+    store: permissionStore, smeAccounts, catalog, names, pages, now,
+    parties: (clientId, licenseUrl) => partiesFor(catalog.get(licenseUrl) ?? { requiredRole: '' }, names.of(clientId).organisation, parties),
   });
   publicApp.use(interactions.routes());
+  publicApp.use(dashboard.routes());
+  publicApp.use(evidence.routes());
   publicApp.use(mount(provider as unknown as Koa));
 
   // mTLS listener: machines with member certificates.

@@ -23,6 +23,15 @@ export interface Parties {
   edpPrivacyPolicyUrl: string;
 }
 
+/** The parties of a consent: the client fills the placeholder of the role the license gives it. */
+export function partiesFor(license: { requiredRole: string }, clientOrganisation: string, base: Omit<Parties, 'FSP'>): Parties {
+  return {
+    ...base,
+    FSP: license.requiredRole.endsWith('/financial-service-provider') ? clientOrganisation : 'your financial service provider',
+    CAP: license.requiredRole.endsWith('/carbon-accounting-provider') ? clientOrganisation : base.CAP,
+  };
+}
+
 const PLACEHOLDER = /\[(CAP process|EDP privacy policy link|CAP|EDP|FSP)\]/g;
 const LINK = /\[([^\]]+)\]\((https:\/\/[^)\s]+)\)/g;
 

@@ -7,7 +7,8 @@ import { oauthError } from './oauth-errors.ts';
  * client certificate; machines use the mTLS listener (RFC 8705 §5 endpoint aliases).
  */
 export const PUBLIC_PATHS = [/^\/authorize(\/[\w-]+)?$/, /^\/interaction\/[\w-]+(\/[\w-]+)?$/, /^\/assets\/[\w.-]+$/,
-  /^\/jwks$/, /^\/\.well-known\/oauth-authorization-server$/, /^\/health\/(live|ready)$/, /^\/$/];
+  /^\/jwks$/, /^\/\.well-known\/oauth-authorization-server$/, /^\/health\/(live|ready)$/, /^\/$/,
+  /^\/dashboard(\/sign-in|\/sign-out|\/permissions\/[\w-]+\/withdraw)?\/?$/, /^\/evidence\/[\w-]+$/];
 export const MTLS_PATHS = [/^\/par$/, /^\/token$/, /^\/revoke$/, /^\/introspect$/, /^\/permission$/,
   /^\/jwks$/, /^\/\.well-known\/oauth-authorization-server$/, /^\/health\/(live|ready)$/];
 

@@ -4,7 +4,7 @@ import type Provider from 'oidc-provider';
 
 import { dataPeriod, defaultDataAvailableFrom, describeDataPeriod } from '../consent/data-period.ts';
 import { permissionExpiry, type License, type LicenseCatalog } from '../consent/licenses.ts';
-import { renderPermissionText, type Parties } from '../consent/permission-text.ts';
+import { partiesFor, renderPermissionText, type Parties } from '../consent/permission-text.ts';
 import type { AuditLog } from '../consent/audit-log.ts';
 import type { Permissions } from '../consent/permissions.ts';
 import type { SmeAccounts } from '../consent/sme-accounts.ts';
@@ -26,7 +26,7 @@ export interface InteractionDeps {
   csrf: CsrfTokens;
   pages: Pages;
   names: ApplicationNames;
-  parties: Omit<Parties, 'CAP' | 'EDP' | 'FSP'> & { CAP: string; EDP: string };
+  parties: Omit<Parties, 'FSP'>;
   resourceIndicator: string;
   permissions: Permissions;
   audit: AuditLog;
@@ -60,8 +60,9 @@ export function interactionRoutes(deps: InteractionDeps): Router {
   function showSignIn(ctx: Context, details: Details, status = 200, error = '', email = '') {
     const client = deps.names.of(String(details.params.client_id));
     page(ctx, status, 'sign-in', {
-      title: 'Sign in', uid: details.uid, csrf: csrf.tokenFor('sign-in', details.uid),
-      clientOrganisation: client.organisation, error, email,
+      title: 'Sign in', action: `/interaction/${details.uid}/sign-in`, csrf: csrf.tokenFor('sign-in', details.uid),
+      lead: `${client.organisation} is asking for permission to use your energy data. Sign in to see exactly what they are asking for.`,
+      error, email,
     });
   }
 
@@ -71,11 +72,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const clientId = String(details.params.client_id);
     const client = deps.names.of(clientId);
     const now = deps.now();
-    const parties: Parties = {
-      ...deps.parties,
-      FSP: license.requiredRole.endsWith('/financial-service-provider') ? client.organisation : 'your financial service provider',
-      CAP: license.requiredRole.endsWith('/carbon-accounting-provider') ? client.organisation : deps.parties.CAP,
-    };
+    const parties = partiesFor(license, client.organisation, deps.parties);
     const organisation = smeAccounts.organisation(who.organisationId);
     page(ctx, status, 'consent', {
       title: 'Give permission', uid: details.uid, csrf: csrf.tokenFor('decision', details.uid),
