@@ -1,9 +1,11 @@
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 
 import { openSqliteDatabase } from './adapters/sqlite-database.ts';
 import { ConfigError, loadConfig } from './config/environment.ts';
-import { SmeAccounts } from './consent/sme-accounts.ts';
+import { parseMeter, SmeAccounts } from './consent/sme-accounts.ts';
+import { openDomain } from './consent/domain.ts';
+import { permissionStatus } from './consent/permission-record.ts';
 import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
 import { recordApplication } from './pki/directory-file.ts';
@@ -18,31 +20,43 @@ import { loadOrCreateKeys } from './provider/keys.ts';
 const USAGE = `usage:
   npm run cli -- pki init
   npm run cli -- pki client --url <application URL> --role <role label> [--role …] --name <organisation> --out <dir> [--message-delivery <url>] [--title <application name>]
-  npm run cli -- sme add --email <email> --password <password> --organisation <name> [--meter MPAN:OUTCODE …]`;
+  npm run cli -- sme add --email <email> --password <password> --organisation <name> [--meter MPAN:OUTCODE …]
+  npm run cli -- permission list --organisation <name or id>
+  npm run cli -- permission withdraw --id <permission id> [--reason <text>]
+  npm run cli -- audit verify`;
 
 class UsageError extends Error {}
 
+const COMMANDS = new Set(['pki init', 'pki client', 'sme add', 'permission list', 'permission withdraw', 'audit verify']);
+
+function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
+  try {
+    return parseArgs({ args, strict: true, options: spec, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 async function run(argv: string[]): Promise<void> {
   const [group, command, ...rest] = argv;
+  if (!COMMANDS.has(`${group} ${command}`)) throw new UsageError(`unknown command "${[group, command].filter(Boolean).join(' ')}"`);
   const config = loadConfig();
   const pkiDir = path.join(config.dataDir, 'pki');
 
   if (group === 'pki' && command === 'init') {
     const { created } = await ensureDevTrustFramework(config);
-    console.log(created.length ? `dev trust framework in ${pkiDir}: created ${created.join(', ')}` : `the dev trust framework exists already in ${pkiDir}`);
+    console.log(created.length ? `created the dev trust framework in ${pkiDir} (${created.join(', ')})` : `the dev trust framework exists already in ${pkiDir}`);
     console.log(JSON.stringify(devPkiPaths(pkiDir), null, 2));
     return;
   }
 
   if (group === 'pki' && command === 'client') {
-    const { values } = parseArgs({
-      args: rest, strict: true,
-      options: {
-        url: { type: 'string' }, role: { type: 'string', multiple: true }, name: { type: 'string' },
-        out: { type: 'string' }, 'message-delivery': { type: 'string' }, title: { type: 'string' }, member: { type: 'string' },
-      },
+    const values = options(rest, {
+      url: { type: 'string' }, role: { type: 'string', multiple: true }, name: { type: 'string' },
+      out: { type: 'string' }, 'message-delivery': { type: 'string' }, title: { type: 'string' }, member: { type: 'string' },
     });
     if (!values.url || !values.role?.length || !values.name || !values.out) throw new UsageError('pki client needs --url, --role, --name and --out');
+    if (values['message-delivery'] && URL.parse(values['message-delivery'])?.protocol !== 'https:') throw new UsageError('--message-delivery must be an https URL');
     const roles = values.role.map(roleUrl);
     await initDevPki(pkiDir, { serverHostnames: [new URL(config.issuer).hostname, new URL(config.mtlsOrigin).hostname] });
     const issued = await issueDevClientCertificate(pkiDir, { applicationUrl: values.url, roles, organisation: values.name, member: values.member, outDir: path.resolve(values.out) });
@@ -56,11 +70,9 @@ async function run(argv: string[]): Promise<void> {
   }
 
   if (group === 'sme' && command === 'add') {
-    const { values } = parseArgs({
-      args: rest, strict: true,
-      options: { email: { type: 'string' }, password: { type: 'string' }, organisation: { type: 'string' }, meter: { type: 'string', multiple: true } },
-    });
+    const values = options(rest, { email: { type: 'string' }, password: { type: 'string' }, organisation: { type: 'string' }, meter: { type: 'string', multiple: true } });
     if (!values.email || !values.password || !values.organisation) throw new UsageError('sme add needs --email, --password and --organisation');
+    (values.meter ?? []).forEach(parseMeter); // before anything is written
     const keys = await loadOrCreateKeys(config.dataDir);
     const db = openSqliteDatabase(path.join(config.dataDir, 'perseus.sqlite'));
     try {
@@ -73,7 +85,41 @@ async function run(argv: string[]): Promise<void> {
     return;
   }
 
-  throw new UsageError(`unknown command "${[group, command].filter(Boolean).join(' ')}"`);
+  if (group === 'permission') {
+    const values = options(rest, { id: { type: 'string' }, reason: { type: 'string' }, organisation: { type: 'string' } });
+    const domain = await openDomain(config, { now: () => new Date() });
+    try {
+      if (command === 'list') {
+        if (!values.organisation) throw new UsageError('permission list needs --organisation <name or id>');
+        const organisation = domain.smeAccounts.findOrganisation(values.organisation);
+        if (!organisation) throw new Error(`no organisation ${values.organisation}`);
+        for (const p of await domain.permissionStore.byOrganisation(organisation.id)) {
+          console.log(`${p.id}  ${permissionStatus(p, new Date())}  ${p.clientId}  ${p.license}  expires ${p.expires.toISOString()}`);
+        }
+        return;
+      }
+      if (!values.id) throw new UsageError('permission withdraw needs --id <permission id>');
+      // The operator's withdrawal: the running server's outbox delivers the message to the client.
+      const result = await domain.permissions.withdraw(values.id, 'operator', 'operator', values.reason ?? 'withdrawn by the operator');
+      if (!result) throw new Error(`no permission ${values.id}`);
+      console.log(result.changed ? `withdrew ${values.id}` : `${values.id} was already withdrawn at ${result.permission.revoked?.toISOString()}`);
+    } finally {
+      await domain.close();
+    }
+    return;
+  }
+
+  if (group === 'audit' && command === 'verify') {
+    const domain = await openDomain(config, { now: () => new Date() });
+    try {
+      const verdict = await domain.audit.verify();
+      if (!verdict.ok) throw new Error(`audit chain broken at event ${verdict.seq}: ${verdict.problem}`);
+      console.log(`audit chain verified: ${verdict.events} events`);
+    } finally {
+      await domain.close();
+    }
+    return;
+  }
 }
 
 run(process.argv.slice(2)).catch((err: unknown) => {

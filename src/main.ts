@@ -9,7 +9,7 @@ import { startServer } from './server.ts';
 async function main(): Promise<void> {
   const config = loadConfig();
   const { created } = await ensureDevTrustFramework(config);
-  if (created.length) console.log(`dev trust framework in ${config.dataDir}/pki: created ${created.join(', ')}`);
+  if (created.length) console.log(`created a dev trust framework in ${config.dataDir}/pki (${created.join(', ')})`);
   const server = await startServer(config);
   console.log(`Perseus authorization server: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`);
 

@@ -7,25 +7,19 @@ import Koa from 'koa';
 import mount from 'koa-mount';
 import type Provider from 'oidc-provider';
 
-import { openSqliteDatabase } from './adapters/sqlite-database.ts';
-import { SqliteOidcStore } from './adapters/sqlite-oidc-store.ts';
 import type { ServerConfig } from './config/environment.ts';
-import { SqliteAuditLog } from './consent/audit-log.ts';
-import { LicenseCatalog, type License } from './consent/licenses.ts';
 import { mtlsDeliverer } from './consent/message-delivery.ts';
-import { OutboxWorker, SqliteOutboxStore, type Deliver } from './consent/outbox.ts';
-import { Permissions } from './consent/permissions.ts';
-import { SqlitePermissionStore } from './consent/sqlite-permission-store.ts';
-import { TokenRecordingStore } from './consent/token-recording-store.ts';
-import { TokenSeal } from './consent/token-seal.ts';
+import { OutboxWorker, type Deliver, type OutboxStore } from './consent/outbox.ts';
+import type { AuditLog } from './consent/audit-log.ts';
+import { openDomain } from './consent/domain.ts';
+import type { SmeAccounts } from './consent/sme-accounts.ts';
+import type { Permissions } from './consent/permissions.ts';
 import { dashboardRoutes } from './endpoints/dashboard.ts';
 import { evidenceRoutes } from './endpoints/evidence.ts';
 import { permissionEndpoint } from './endpoints/permission.ts';
 import { partiesFor } from './consent/permission-text.ts';
-import { SqliteSmeSessionStore } from './consent/sme-sessions.ts';
 import { machineAudit } from './http/machine-audit.ts';
 import { PERMISSION_PATH } from './http/metadata.ts';
-import { SmeAccounts } from './consent/sme-accounts.ts';
 import { requireClientCertificate, verifyClientCertificate } from './http/client-certificate.ts';
 import { CsrfTokens } from './http/csrf.ts';
 import { introspectionGate } from './http/introspection-gate.ts';
@@ -36,11 +30,9 @@ import { pageErrors } from './http/page-errors.ts';
 import { requestLog, stdoutSink, type LogSink } from './http/request-log.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { staticAssets } from './http/static-assets.ts';
-import { ApplicationNames } from './interactions/application-names.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { ClientCertificateTrust } from './pki/client-certificate.ts';
 import { createProvider, ROUTES } from './provider/index.ts';
-import { loadOrCreateKeys } from './provider/keys.ts';
 import { Pages } from './views/render.ts';
 
 /** TLS 1.2 suites the FAPI 2.0 Security Profile allows (TLS 1.3 suites are all allowed). */
@@ -61,9 +53,9 @@ export interface RunningServer {
   provider: Provider;
   smeAccounts: SmeAccounts;
   permissions: Permissions;
-  audit: SqliteAuditLog;
+  audit: AuditLog;
   outbox: OutboxWorker;
-  outboxStore: SqliteOutboxStore;
+  outboxStore: OutboxStore;
   publicPort: number;
   mtlsPort: number;
   close(): Promise<void>;
@@ -86,31 +78,17 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const knownIssuers = existsSync(config.clientIssuersFile) ? readFileSync(config.clientIssuersFile, 'utf8') : '';
   const trust = new ClientCertificateTrust({ rootsPem: clientCa, intermediatesPem: knownIssuers });
 
-  const keys = await loadOrCreateKeys(config.dataDir);
-  const db = openSqliteDatabase(path.join(config.dataDir, 'perseus.sqlite'));
-  const smeAccounts = new SmeAccounts(db, keys.accountSecret);
-  const catalog = LicenseCatalog.load({ selection: config.licenses, operatorRole: config.operatorRole });
+  let outbox: OutboxWorker | undefined;
+  const domain = await openDomain(config, { now, onMessageQueued: () => outbox?.nudge() });
+  const { keys, catalog, names, smeAccounts, permissionStore, audit, outboxStore, permissions, dataPeriodMonths } = domain;
+  const store = domain.oidcStore;
   const pages = new Pages(config.operatorName);
   const resourceIndicator = `${config.issuer}/data`;
-  const names = new ApplicationNames(config.directoryFile);
-  const dataPeriodMonths = (license: License) => config.dataPeriodMonths.byLicense[license.label] ?? config.dataPeriodMonths.default;
-
-  // The permission domain: records, audit log and outbox live beside the provider's models.
-  const permissionStore = new SqlitePermissionStore(db);
-  const audit = new SqliteAuditLog(db);
-  const outboxStore = new SqliteOutboxStore(db);
-  let permissions: Permissions | undefined;
-  const store = new TokenRecordingStore(new SqliteOidcStore(db, { closeDatabase: false }), () => permissions!);
-  const outbox = new OutboxWorker(outboxStore, messageDeliverer(config), {
+  outbox = new OutboxWorker(outboxStore, messageDeliverer(config), {
     pollMs: 2_000, initialBackoffMs: 1_000, maxBackoffMs: 10 * 60_000, giveUpAfterMs: config.outboxGiveUpAfter * 1000, now,
   }, async (message, outcome, error) => {
     if (outcome === 'retry') return;
     await audit.append({ kind: outcome === 'delivered' ? 'message_delivered' : 'message_given_up', at: now(), actor: 'system', detail: { message: message.id, target: message.target, attempts: message.attempts + 1, error } });
-  });
-  permissions = new Permissions({
-    store: permissionStore, oidcStore: store, audit, outbox: outboxStore, seal: new TokenSeal(keys.tokenSealKey),
-    messageDeliveryOf: (clientId) => names.of(clientId).messageDelivery, trustFrameworkUrl: config.trustFrameworkUrl, now,
-    onMessageQueued: () => outbox.nudge(),
   });
 
   const provider = createProvider({
@@ -155,7 +133,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const csrf = new CsrfTokens(keys.csrfSecret);
   const parties = { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl };
   const interactions = interactionRoutes({ provider, smeAccounts, catalog, csrf, pages, names, permissions, audit, dataPeriodMonths, parties, resourceIndicator, now });
-  const dashboard = dashboardRoutes({ smeAccounts, sessions: new SqliteSmeSessionStore(db), permissions, audit, catalog, names, csrf, pages, issuer: config.issuer, now });
+  const dashboard = dashboardRoutes({ smeAccounts, sessions: domain.sessions, permissions, audit, catalog, names, csrf, pages, issuer: config.issuer, now });
   const evidence = evidenceRoutes({
     store: permissionStore, smeAccounts, catalog, names, pages, now,
     parties: (clientId, licenseUrl) => partiesFor(catalog.get(licenseUrl) ?? { requiredRole: '' }, names.of(clientId).organisation, parties),
@@ -194,21 +172,21 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const publicPort = await listen(publicServer, config.publicPort);
   const mtlsPort = await listen(mtlsServer, config.mtlsPort);
   outbox.start();
+  const worker = outbox;
   const expiryTimer = setInterval(() => void permissions.recordExpiries().catch((err: Error) => log({ msg: 'expiry sweep failed', error: err.name })), 60_000);
   expiryTimer.unref();
 
   return {
-    config, provider, smeAccounts, permissions, audit, outbox, outboxStore, publicPort, mtlsPort,
+    config, provider, smeAccounts, permissions, audit, outbox: worker, outboxStore, publicPort, mtlsPort,
     async close() {
       clearInterval(expiryTimer);
-      await outbox.stop();
       const stop = (server: https.Server) => new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
       await Promise.all([stop(publicServer), stop(mtlsServer)]);
-      await store.close();
-      db.close();
+      await worker.stop();
+      await domain.close();
     },
   };
 }

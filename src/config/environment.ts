@@ -89,10 +89,10 @@ function httpsOrigin(env: Env, name: string, fallback: string): URL {
   const raw = env[name] ?? fallback;
   const url = URL.parse(raw);
   if (!url || url.protocol !== 'https:') {
-    throw new ConfigError(name, `must be an https origin such as ${fallback}, got "${raw}"`);
+    throw new ConfigError(name, `must be an https origin such as ${fallback}, got ${JSON.stringify(raw)}`);
   }
   if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    throw new ConfigError(name, `must be an origin without path, query or credentials, got "${raw}"`);
+    throw new ConfigError(name, `must be an origin without path, query or credentials, got ${JSON.stringify(raw)}`);
   }
   return url;
 }
@@ -101,7 +101,7 @@ function port(env: Env, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) {
-    throw new ConfigError(name, `must be a TCP port number (0-65535), got "${raw}"`);
+    throw new ConfigError(name, `must be a TCP port number (0-65535), got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
 }
@@ -115,8 +115,9 @@ function applicationUrls(env: Env, name: string): string[] {
   if (!raw) return [];
   return raw.split(',').map((s) => s.trim()).filter(Boolean).map((value) => {
     const url = URL.parse(value);
-    if (!url || url.protocol !== 'https:') {
-      throw new ConfigError(name, `every entry must be an https application URL, got "${value}"`);
+    // Compared as exact strings with certificate URLs later: accept only what parses back unchanged.
+    if (!url || url.protocol !== 'https:' || !url.host || (url.href !== value && url.href !== `${value}/`)) {
+      throw new ConfigError(name, `every entry must be an https application URL, got ${JSON.stringify(value)}`);
     }
     return value;
   });
@@ -126,14 +127,14 @@ function seconds(env: Env, name: string, fallback: number, max: number): number 
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
-    throw new ConfigError(name, `must be a whole number of seconds from 1 to ${max}, got "${raw}"`);
+    throw new ConfigError(name, `must be a whole number of seconds from 1 to ${max}, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
 }
 
 function httpsUrl(env: Env, name: string, fallback: string): string {
   const raw = env[name] || fallback;
-  if (URL.parse(raw)?.protocol !== 'https:') throw new ConfigError(name, `must be an https URL, got "${raw}"`);
+  if (URL.parse(raw)?.protocol !== 'https:') throw new ConfigError(name, `must be an https URL, got ${JSON.stringify(raw)}`);
   return raw;
 }
 
@@ -143,7 +144,7 @@ function dataPeriodMonths(raw: string | undefined): ServerConfig['dataPeriodMont
   for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
     const m = /^(?:([a-z0-9-]+)=)?(\d{1,3})$/.exec(entry);
     if (!m || Number(m[2]) < 1 || Number(m[2]) > 120) {
-      throw new ConfigError('DATA_PERIOD_MONTHS', `entries are N or license-label=N with N from 1 to 120, got "${entry}"`);
+      throw new ConfigError('DATA_PERIOD_MONTHS', `entries are N or license-label=N with N from 1 to 120, got ${JSON.stringify(entry)}`);
     }
     if (m[1]) result.byLicense[m[1]] = Number(m[2]);
     else result.default = Number(m[2]);
@@ -165,7 +166,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
 
   const operatorRole = (env.OPERATOR_ROLE || 'carbon-accounting-provider') as OperatorRole;
   if (!OPERATOR_ROLES.includes(operatorRole)) {
-    throw new ConfigError('OPERATOR_ROLE', `must be one of ${OPERATOR_ROLES.join(', ')}, got "${env.OPERATOR_ROLE}"`);
+    throw new ConfigError('OPERATOR_ROLE', `must be one of ${OPERATOR_ROLES.join(', ')}, got ${JSON.stringify(env.OPERATOR_ROLE)}`);
   }
   const operatorName = env.OPERATOR_NAME || 'Perseus Demo Operator';
   const listenHost = env.LISTEN_HOST || '127.0.0.1';
@@ -174,7 +175,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
 
   const edpPrivacyPolicyUrl = env.EDP_PRIVACY_POLICY_URL || '';
   if (edpPrivacyPolicyUrl && URL.parse(edpPrivacyPolicyUrl)?.protocol !== 'https:') {
-    throw new ConfigError('EDP_PRIVACY_POLICY_URL', `must be an https URL, got "${edpPrivacyPolicyUrl}"`);
+    throw new ConfigError('EDP_PRIVACY_POLICY_URL', `must be an https URL, got ${JSON.stringify(edpPrivacyPolicyUrl)}`);
   }
 
   return {

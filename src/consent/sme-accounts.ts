@@ -118,6 +118,11 @@ export class SmeAccounts {
     return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ?').get(id) as Organisation | undefined;
   }
 
+  /** An organisation by its id or its exact name (for operator commands). */
+  findOrganisation(idOrName: string): Organisation | undefined {
+    return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ? OR name = ? LIMIT 1').get(idOrName, idOrName) as Organisation | undefined;
+  }
+
   meters(organisationId: string): Meter[] {
     return this.#db.prepare(`SELECT id, organisation_id AS organisationId, identifier, fuel, outcode, ownership_evidence AS ownershipEvidence
       FROM meter WHERE organisation_id = ? ORDER BY identifier`).all(organisationId) as unknown as Meter[];
@@ -132,7 +137,8 @@ export class SmeAccounts {
     const account = `acct_${createHmac('sha256', this.#accountSecret).update(`${organisationId}\n${clientId}`).digest('base64url').slice(0, 32)}`;
     this.#db.prepare('INSERT INTO client_account (account_id, organisation_id, client_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
       .run(account, organisationId, clientId);
-    return account;
+    // The first identifier a client was given stays its identifier, even if the secret changed since.
+    return (this.#db.prepare('SELECT account_id FROM client_account WHERE organisation_id = ? AND client_id = ?').get(organisationId, clientId) as { account_id: string }).account_id;
   }
 
   /** Which organisation and client an opaque account identifier stands for. */

@@ -213,11 +213,11 @@ describe('cli sme add', () => {
     expect(result.stderr).toContain('usage:');
   });
 
-  it('fails with a one-line message naming the option when --email has no value', async () => {
+  it('treats an option without its value as a usage error: exit 2, naming the option, then the usage', async () => {
     const result = await cli(dataDir, 'sme', 'add', '--email');
-    expect(result.code).not.toBe(0);
-    expect(lines(result.stderr)).toHaveLength(1);
-    expect(result.stderr).toContain('--email');
+    expect(result.code).toBe(2);
+    expect(lines(result.stderr)[0]).toContain('--email');
+    expect(result.stderr).toContain('usage:');
   });
 });
 

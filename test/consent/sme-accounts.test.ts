@@ -137,10 +137,19 @@ describe('SmeAccounts.accountFor: the opaque account identifier a client knows a
     expect(account).not.toContain('bank.example');
   });
 
-  it('depends on the server secret: another secret gives another identifier for the same pair', () => {
-    // Same database (the organisation must exist), another server secret.
+  it('depends on the server secret: another secret gives another identifier for a new pair', () => {
     const elsewhere = new SmeAccounts(db, randomBytes(32));
-    expect(elsewhere.accountFor(alice.organisation.id, 'https://secret.example/app')).not.toBe(accounts.accountFor(alice.organisation.id, 'https://secret.example/app'));
+    const here = accounts.accountFor(alice.organisation.id, 'https://secret.example/app');
+    const there = elsewhere.accountFor(alice.organisation.id, 'https://secret-two.example/app');
+    expect(there).not.toBe(accounts.accountFor(alice.organisation.id, 'https://secret-two.example/app-other'));
+    expect(here).not.toBe(there);
+  });
+
+  it('keeps the first identifier a client was given even after the server secret changed', () => {
+    const first = accounts.accountFor(alice.organisation.id, 'https://stable.example/app');
+    const rotated = new SmeAccounts(db, randomBytes(32));
+    expect(rotated.accountFor(alice.organisation.id, 'https://stable.example/app')).toBe(first);
+    expect(rotated.resolveAccount(first)).toEqual({ organisationId: alice.organisation.id, clientId: 'https://stable.example/app' });
   });
 
   it('maps back to its organisation and client through resolveAccount', () => {
