@@ -17,12 +17,15 @@ describe('a bank obtains, uses and revokes a permission through the real listene
   let bankCredentials: ClientCredentials;
   let bank: OAuthClient;
   let dataProvider: OAuthClient;
+  const logLines: string[] = [];
+  const env: Record<string, string> = {};
 
   beforeAll(async () => {
     tf = await TestTrustFramework.create();
     bankCredentials = await tf.member('https://directory.example/a/green-loans', ['financial-service-provider'], 'Example Bank plc', 'Green Loans');
     const apiCredentials = await tf.member('https://directory.example/a/emissions-api', ['carbon-accounting-provider'], 'Demo Carbon Accounting Ltd');
-    server = await startTestServer(tf, { RESOURCE_SERVERS: apiCredentials.applicationUrl, OPERATOR_NAME: 'Demo Carbon Accounting Ltd' });
+    Object.assign(env, { RESOURCE_SERVERS: apiCredentials.applicationUrl, OPERATOR_NAME: 'Demo Carbon Accounting Ltd' });
+    server = await startTestServer(tf, env, { log: (line) => logLines.push(JSON.stringify(line)) });
     await server.smeAccounts.addSme({ ...SME, meters: ['1012345678901:SW1A', 'gas:1234567:SW1A'] });
     bank = await oauthClient(server.issuer, bankCredentials, tf.serverCa);
     dataProvider = await oauthClient(server.issuer, apiCredentials, tf.serverCa);
@@ -117,6 +120,37 @@ describe('a bank obtains, uses and revokes a permission through the real listene
     }
     expect(accounts[0]).not.toBe(accounts[1]);
     for (const account of accounts) expect(account).not.toContain('org_');
+  });
+
+  it('keeps tokens and permissions across a restart on the embedded store', async () => {
+    const pushed = await pushAuthorization(bank);
+    const callback = await smeDecides(new HttpBrowser(server.issuer, tf.serverCa), pushed.authorizationUrl, SME);
+    const tokens = await oauth.authorizationCodeGrant(bank.config, callback, { pkceCodeVerifier: pushed.codeVerifier, expectedState: pushed.state });
+    const ports: [number, number] = [server.publicPort, server.mtlsPort];
+    await server.close();
+    server = await startTestServer(tf, env, { ports, log: (line) => logLines.push(JSON.stringify(line)) });
+    bank = await oauthClient(server.issuer, bankCredentials, tf.serverCa);
+    dataProvider = await oauthClient(server.issuer, dataProvider.credentials, tf.serverCa);
+    expect((await oauth.tokenIntrospection(dataProvider.config, tokens.access_token)).active).toBe(true);
+    const refreshed = await oauth.refreshTokenGrant(bank.config, tokens.refresh_token!);
+    expect((await oauth.tokenIntrospection(dataProvider.config, refreshed.access_token)).active).toBe(true);
+  });
+
+  it('never writes a token, code, password, request_uri or cookie to its log', async () => {
+    const pushed = await pushAuthorization(bank);
+    const requestUri = pushed.authorizationUrl.searchParams.get('request_uri')!;
+    const browser = new HttpBrowser(server.issuer, tf.serverCa);
+    const callback = await smeDecides(browser, pushed.authorizationUrl, SME);
+    const tokens = await oauth.authorizationCodeGrant(bank.config, callback, { pkceCodeVerifier: pushed.codeVerifier, expectedState: pushed.state });
+    await oauth.refreshTokenGrant(bank.config, tokens.refresh_token!);
+    await oauth.tokenIntrospection(dataProvider.config, tokens.access_token);
+    await oauth.tokenRevocation(bank.config, tokens.refresh_token!);
+    const log = logLines.join('\n');
+    expect(logLines.length).toBeGreaterThan(10);
+    for (const secret of [tokens.access_token, tokens.refresh_token!, callback.searchParams.get('code')!, SME.password, requestUri, pushed.codeVerifier, requestUri.split(':').at(-1)!]) {
+      expect(log).not.toContain(secret);
+    }
+    expect(log).not.toMatch(/_session|_interaction|cookie/i);
   });
 
   it('returns access_denied with iss when the SME denies', async () => {

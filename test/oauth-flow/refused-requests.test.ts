@@ -119,6 +119,24 @@ describe('the server refuses what the IB1 profile forbids, with the right OAuth 
     expect(res.json.error).toBe('invalid_client');
   });
 
+  it('refuses an expired certificate from the trusted issuer: 401 invalid_client', async () => {
+    const expired = await tf.expiredMember(bankCredentials.applicationUrl, ['financial-service-provider']);
+    const res = await par({}, expired);
+    expect(res.status).toBe(401);
+    expect(res.json.error).toBe('invalid_client');
+    expect(String(res.json.error_description)).toMatch(/expired/);
+  });
+
+  it('has no OpenID Connect endpoints on either origin', async () => {
+    for (const origin of [server.issuer, server.mtlsOrigin]) {
+      for (const path of ['/me', '/reg', '/session/end', '/.well-known/openid-configuration']) {
+        const res = await postForm(`${origin}${path}`, {}, bankCredentials, tf.serverCa);
+        expect(res.status, `${origin}${path}`).toBeGreaterThanOrEqual(400);
+        expect(res.status, `${origin}${path}`).toBeLessThan(500);
+      }
+    }
+  });
+
   it('refuses a client_id that is not the URL in the certificate: 401 invalid_client', async () => {
     const res = await postForm(`${server.mtlsOrigin}/par`, {
       client_id: 'https://directory.example/a/bank-two', response_type: 'code', redirect_uri: BANK_REDIRECT, scope: LICENSE_EMISSIONS,

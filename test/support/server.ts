@@ -23,8 +23,8 @@ export interface TestServer extends RunningServer {
 }
 
 /** Starts the real server (both HTTPS listeners) on free ports with the given environment. */
-export async function startTestServer(tf: TestTrustFramework, env: Record<string, string> = {}, options: { log?: LogSink; now?: () => Date } = {}): Promise<TestServer> {
-  const [publicPort, mtlsPort] = [await freePort(), await freePort()];
+export async function startTestServer(tf: TestTrustFramework, env: Record<string, string> = {}, options: { log?: LogSink; now?: () => Date; ports?: [number, number] } = {}): Promise<TestServer> {
+  const [publicPort, mtlsPort] = options.ports ?? [await freePort(), await freePort()];
   const issuer = `https://localhost:${publicPort}`;
   const mtlsOrigin = `https://localhost:${mtlsPort}`;
   const config = loadConfig({ ISSUER: issuer, MTLS_ORIGIN: mtlsOrigin, DATA_DIR: tf.dataDir, ...env });

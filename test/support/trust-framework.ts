@@ -42,6 +42,13 @@ export class TestTrustFramework {
     return { applicationUrl, cert: leaf.bundlePem, key: leaf.keyPem };
   }
 
+  /** A member certificate from the trusted dev issuer whose validity has already ended. */
+  async expiredMember(applicationUrl: string, roles: string[]): Promise<ClientCredentials> {
+    const issuer = await loadIssuer(readFileSync(path.join(this.pkiDir, 'client-issuer.pem'), 'utf8'), readFileSync(path.join(this.pkiDir, 'client-issuer.key.pem'), 'utf8'));
+    const leaf = await issueClientLeaf(issuer, { applicationUrl, organisation: 'Expired Ltd', roles: roles.map(roleUrl), notBefore: new Date(Date.now() - 400 * 86400_000), notAfter: new Date(Date.now() - 86400_000) });
+    return { applicationUrl, cert: leaf.bundlePem, key: leaf.keyPem };
+  }
+
   /** The server's TLS certificate and key (a test receiver can serve with them). */
   get serverTls(): { cert: string; key: string } {
     return { cert: readFileSync(path.join(this.pkiDir, 'server.pem'), 'utf8'), key: readFileSync(path.join(this.pkiDir, 'server.key.pem'), 'utf8') };
