@@ -91,7 +91,7 @@ async function run(argv: string[]): Promise<void> {
     try {
       if (command === 'list') {
         if (!values.organisation) throw new UsageError('permission list needs --organisation <name or id>');
-        const organisation = domain.smeAccounts.findOrganisation(values.organisation);
+        const organisation = await domain.smeAccounts.findOrganisation(values.organisation);
         if (!organisation) throw new Error(`no organisation ${values.organisation}`);
         for (const p of await domain.permissionStore.byOrganisation(organisation.id)) {
           console.log(`${p.id}  ${permissionStatus(p, new Date())}  ${p.clientId}  ${p.license}  expires ${p.expires.toISOString()}`);

@@ -12,7 +12,7 @@ import { mtlsDeliverer } from './consent/message-delivery.ts';
 import { OutboxWorker, type Deliver, type OutboxStore } from './consent/outbox.ts';
 import type { AuditLog } from './consent/audit-log.ts';
 import { openDomain } from './consent/domain.ts';
-import type { SmeAccounts } from './consent/sme-accounts.ts';
+import type { SmeAccountStore } from './consent/sme-accounts.ts';
 import type { Permissions } from './consent/permissions.ts';
 import { dashboardRoutes } from './endpoints/dashboard.ts';
 import { evidenceRoutes } from './endpoints/evidence.ts';
@@ -51,7 +51,7 @@ export interface StartOptions {
 export interface RunningServer {
   config: ServerConfig;
   provider: Provider;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   permissions: Permissions;
   audit: AuditLog;
   outbox: OutboxWorker;

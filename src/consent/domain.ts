@@ -12,7 +12,7 @@ import { LicenseCatalog, type License } from './licenses.ts';
 import { SqliteOutboxStore, type OutboxStore } from './outbox.ts';
 import type { PermissionStore } from './permission-store.ts';
 import { Permissions } from './permissions.ts';
-import { SmeAccounts } from './sme-accounts.ts';
+import { SmeAccounts, type SmeAccountStore } from './sme-accounts.ts';
 import { SqliteSmeSessionStore, type SmeSessionStore } from './sme-sessions.ts';
 import { SqlitePermissionStore } from './sqlite-permission-store.ts';
 import { TokenRecordingStore } from './token-recording-store.ts';
@@ -28,7 +28,7 @@ export interface Domain {
   db: DatabaseSync;
   catalog: LicenseCatalog;
   names: ApplicationNames;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   permissionStore: PermissionStore;
   audit: AuditLog;
   outboxStore: OutboxStore;

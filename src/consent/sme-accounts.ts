@@ -51,7 +51,21 @@ export function parseMeter(spec: string): Pick<Meter, 'identifier' | 'fuel' | 'o
   return { fuel, identifier, outcode: outcode.toUpperCase() };
 }
 
-export class SmeAccounts {
+/**
+ * The SME account store's operations; every method is async so that a networked store
+ * (MongoDB) can stand behind the same interface as the embedded SQLite one.
+ */
+export interface SmeAccountStore {
+  addSme(input: NewSme): Promise<{ organisation: Organisation; user: SmeUser; meters: Meter[] }>;
+  authenticate(email: string, password: string): Promise<SmeUser | undefined>;
+  organisation(id: string): Promise<Organisation | undefined>;
+  findOrganisation(idOrName: string): Promise<Organisation | undefined>;
+  meters(organisationId: string): Promise<Meter[]>;
+  accountFor(organisationId: string, clientId: string): Promise<string>;
+  resolveAccount(accountId: string): Promise<{ organisationId: string; clientId: string } | undefined>;
+}
+
+export class SmeAccounts implements SmeAccountStore {
   readonly #db: DatabaseSync;
   readonly #accountSecret: Buffer;
 
@@ -98,7 +112,8 @@ export class SmeAccounts {
         insertMeter.run(newId('mtr'), org.id, m.identifier, m.fuel, m.outcode, 'Registered by the operator for this organisation (CLI)');
       }
       this.#db.exec('COMMIT');
-      return { organisation: org, user, meters: this.meters(org.id) };
+      const stored = this.#metersOf(org.id);
+      return { organisation: org, user, meters: stored };
     } catch (err) {
       this.#db.exec('ROLLBACK');
       throw err;
@@ -114,16 +129,20 @@ export class SmeAccounts {
     return { id: row.id, organisationId: row.organisationId, email: row.email };
   }
 
-  organisation(id: string): Organisation | undefined {
+  async organisation(id: string): Promise<Organisation | undefined> {
     return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ?').get(id) as Organisation | undefined;
   }
 
   /** An organisation by its id or its exact name (for operator commands). */
-  findOrganisation(idOrName: string): Organisation | undefined {
+  async findOrganisation(idOrName: string): Promise<Organisation | undefined> {
     return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ? OR name = ? LIMIT 1').get(idOrName, idOrName) as Organisation | undefined;
   }
 
-  meters(organisationId: string): Meter[] {
+  async meters(organisationId: string): Promise<Meter[]> {
+    return this.#metersOf(organisationId);
+  }
+
+  #metersOf(organisationId: string): Meter[] {
     return this.#db.prepare(`SELECT id, organisation_id AS organisationId, identifier, fuel, outcode, ownership_evidence AS ownershipEvidence
       FROM meter WHERE organisation_id = ? ORDER BY identifier`).all(organisationId) as unknown as Meter[];
   }
@@ -133,7 +152,7 @@ export class SmeAccounts {
    * HMAC of the organisation and client under a server secret: it reveals nothing about the SME
    * and differs for every client, so two clients cannot join their records on it.
    */
-  accountFor(organisationId: string, clientId: string): string {
+  async accountFor(organisationId: string, clientId: string): Promise<string> {
     const account = `acct_${createHmac('sha256', this.#accountSecret).update(`${organisationId}\n${clientId}`).digest('base64url').slice(0, 32)}`;
     this.#db.prepare('INSERT INTO client_account (account_id, organisation_id, client_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
       .run(account, organisationId, clientId);
@@ -142,7 +161,7 @@ export class SmeAccounts {
   }
 
   /** Which organisation and client an opaque account identifier stands for. */
-  resolveAccount(accountId: string): { organisationId: string; clientId: string } | undefined {
+  async resolveAccount(accountId: string): Promise<{ organisationId: string; clientId: string } | undefined> {
     return this.#db.prepare('SELECT organisation_id AS organisationId, client_id AS clientId FROM client_account WHERE account_id = ?')
       .get(accountId) as { organisationId: string; clientId: string } | undefined;
   }

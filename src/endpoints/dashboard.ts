@@ -7,7 +7,7 @@ import type { AuditLog } from '../consent/audit-log.ts';
 import type { LicenseCatalog } from '../consent/licenses.ts';
 import { permissionStatus, type Permission } from '../consent/permission-record.ts';
 import type { Permissions } from '../consent/permissions.ts';
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import type { SmeSession, SmeSessionStore } from '../consent/sme-sessions.ts';
 import type { CsrfTokens } from '../http/csrf.ts';
 import { field, readForm } from '../http/form-body.ts';
@@ -20,7 +20,7 @@ import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
  * dates and evidence link, and "Withdraw" with a confirmation step.
  */
 export interface DashboardDeps {
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   sessions: SmeSessionStore;
   permissions: Permissions;
   audit: AuditLog;
@@ -85,10 +85,10 @@ export function dashboardRoutes(deps: DashboardDeps): Router {
   router.get('/', async (ctx) => {
     const who = await session(ctx);
     if (!who) return showSignIn(ctx);
-    const meters = new Map(deps.smeAccounts.meters(who.organisationId).map((m) => [m.id, `${m.fuel === 'gas' ? 'Gas' : 'Electricity'} ${m.identifier}`]));
+    const meters = new Map((await deps.smeAccounts.meters(who.organisationId)).map((m) => [m.id, `${m.fuel === 'gas' ? 'Gas' : 'Electricity'} ${m.identifier}`]));
     const list = await deps.permissions.store.byOrganisation(who.organisationId);
     page(ctx, 200, 'dashboard', {
-      title: 'Your permissions', email: who.email, organisationName: deps.smeAccounts.organisation(who.organisationId)?.name ?? '',
+      title: 'Your permissions', email: who.email, organisationName: (await deps.smeAccounts.organisation(who.organisationId))?.name ?? '',
       permissions: list.map((p) => describe(p, meters)), csrf: csrf.tokenFor('dashboard', who.id),
       notice: ctx.query.withdrawn === '1' ? 'The permission was withdrawn. The organisation has been told.' : '',
     });

@@ -4,7 +4,7 @@ import type { LicenseCatalog } from '../consent/licenses.ts';
 import { permissionStatus, type PermissionEvent } from '../consent/permission-record.ts';
 import { renderPermissionText, type Parties } from '../consent/permission-text.ts';
 import type { PermissionStore } from '../consent/permission-store.ts';
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import type { ApplicationNames } from '../interactions/application-names.ts';
 import type { Pages } from '../views/render.ts';
 
@@ -17,7 +17,7 @@ import type { Pages } from '../views/render.ts';
  */
 export interface EvidenceDeps {
   store: PermissionStore;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   catalog: LicenseCatalog;
   names: ApplicationNames;
   pages: Pages;
@@ -45,7 +45,7 @@ export function evidenceRoutes(deps: EvidenceDeps): Router {
       return;
     }
     const clientId = permissions[0].clientId;
-    const meters = new Map(deps.smeAccounts.meters(permissions[0].organisationId).map((m) => [m.id, m]));
+    const meters = new Map((await deps.smeAccounts.meters(permissions[0].organisationId)).map((m) => [m.id, m]));
     const described = await Promise.all(permissions.map(async (p) => {
       const license = deps.catalog.get(p.license);
       const text = license && license.permissionTextSha256 === p.permissionTextSha256 ? renderPermissionText(license.permissionText, deps.parties(clientId, p.license)) : undefined;

@@ -7,7 +7,7 @@ import { permissionExpiry, type License, type LicenseCatalog } from '../consent/
 import { partiesFor, renderPermissionText, type Parties } from '../consent/permission-text.ts';
 import type { AuditLog } from '../consent/audit-log.ts';
 import type { Permissions } from '../consent/permissions.ts';
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import type { CsrfTokens } from '../http/csrf.ts';
 import { field, FormError, readForm } from '../http/form-body.ts';
 import type { Pages } from '../views/render.ts';
@@ -21,7 +21,7 @@ import type { ApplicationNames } from './application-names.ts';
  */
 export interface InteractionDeps {
   provider: Provider;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   catalog: LicenseCatalog;
   csrf: CsrfTokens;
   pages: Pages;
@@ -66,14 +66,14 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     });
   }
 
-  function showConsent(ctx: Context, details: Details, who: SignedIn, status = 200, error = '') {
+  async function showConsent(ctx: Context, details: Details, who: SignedIn, status = 200, error = '') {
     const license = licenseOf(details);
     if (!license) throw new Error('interaction without a license scope');
     const clientId = String(details.params.client_id);
     const client = deps.names.of(clientId);
     const now = deps.now();
     const parties = partiesFor(license, client.organisation, deps.parties);
-    const organisation = smeAccounts.organisation(who.organisationId);
+    const organisation = await smeAccounts.organisation(who.organisationId);
     page(ctx, status, 'consent', {
       title: 'Give permission', uid: details.uid, csrf: csrf.tokenFor('decision', details.uid),
       clientOrganisation: client.organisation, clientApplication: client.application,
@@ -81,7 +81,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       dataPeriod: describeDataPeriod(dataPeriod(now, defaultDataAvailableFrom(now, deps.dataPeriodMonths(license)), deps.dataPeriodMonths(license))),
       expiresOn: DATE.format(permissionExpiry(now, license)),
       permissionText: renderPermissionText(license.permissionText, parties),
-      meters: smeAccounts.meters(who.organisationId),
+      meters: await smeAccounts.meters(who.organisationId),
       signedInAs: who.email, organisationName: organisation?.name ?? '',
       error,
     });
@@ -102,7 +102,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
   router.get('/interaction/:uid', async (ctx) => {
     const details = await load(ctx);
     const who = signedIn(details);
-    if (who) showConsent(ctx, details, who);
+    if (who) await showConsent(ctx, details, who);
     else showSignIn(ctx, details);
   });
 
@@ -124,7 +124,7 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
     const clientId = String(details.params.client_id);
-    const who: SignedIn = { accountId: smeAccounts.accountFor(user.organisationId, clientId), organisationId: user.organisationId, userId: user.id, email: user.email };
+    const who: SignedIn = { accountId: await smeAccounts.accountFor(user.organisationId, clientId), organisationId: user.organisationId, userId: user.id, email: user.email };
     details.result = { ...details.result, perseus: who };
     await details.save(Math.max(1, (details.exp ?? 0) - Math.floor(Date.now() / 1000)));
     ctx.redirect(`/interaction/${details.uid}`);
@@ -151,13 +151,13 @@ export function interactionRoutes(deps: InteractionDeps): Router {
       return;
     }
     if (decision !== 'allow') {
-      showConsent(ctx, details, who, 400, 'Choose Allow or Deny.');
+      await showConsent(ctx, details, who, 400, 'Choose Allow or Deny.');
       return;
     }
-    const own = new Set(smeAccounts.meters(who.organisationId).map((m) => m.id));
+    const own = new Set((await smeAccounts.meters(who.organisationId)).map((m) => m.id));
     const chosen = form.get('meter') ?? [];
     if (chosen.some((id) => !own.has(id)) || (own.size > 0 && chosen.length === 0)) {
-      showConsent(ctx, details, who, 400, 'Choose at least one of your meters to share.');
+      await showConsent(ctx, details, who, 400, 'Choose at least one of your meters to share.');
       return;
     }
     const license = licenseOf(details);

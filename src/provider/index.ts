@@ -3,7 +3,7 @@ import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'o
 import type { OidcStore } from '../adapters/types.ts';
 import type { License, LicenseCatalog } from '../consent/licenses.ts';
 import type { PermissionStore } from '../consent/permission-store.ts';
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import type { ServerKeys } from './keys.ts';
 import { mtlsConfiguration } from './certificates-and-clients.ts';
 import { interactionConfiguration } from './interactions.ts';
@@ -20,7 +20,7 @@ export interface ProviderParts {
   keys: ServerKeys;
   store: OidcStore;
   catalog: LicenseCatalog;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   resourceIndicator: string;
   resourceServers: string[];
   accessTokenTtl: number;

@@ -1,6 +1,6 @@
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 
 const { Check, Prompt, base } = interactionPolicy;
 
@@ -19,7 +19,7 @@ function signInEveryTime() {
   );
 }
 
-export function interactionConfiguration(smeAccounts: SmeAccounts): Configuration {
+export function interactionConfiguration(smeAccounts: SmeAccountStore): Configuration {
   const policy = base();
   policy.splice(policy.findIndex((p) => p.name === 'login'), 1, signInEveryTime());
   return {
@@ -29,7 +29,7 @@ export function interactionConfiguration(smeAccounts: SmeAccounts): Configuratio
     },
     // The account the library knows is the organisation as one client knows it (opaque).
     findAccount: async (_ctx, accountId) => {
-      if (!smeAccounts.resolveAccount(accountId)) return undefined;
+      if (!(await smeAccounts.resolveAccount(accountId))) return undefined;
       return { accountId, claims: async () => ({ sub: accountId }) };
     },
   };

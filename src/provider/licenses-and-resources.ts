@@ -4,7 +4,7 @@ import { dataPeriod } from '../consent/data-period.ts';
 import type { LicenseCatalog, License } from '../consent/licenses.ts';
 import { isoSeconds, permissionStatus } from '../consent/permission-record.ts';
 import type { PermissionStore } from '../consent/permission-store.ts';
-import type { SmeAccounts } from '../consent/sme-accounts.ts';
+import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import { verdictOf } from '../http/client-certificate.ts';
 
 /**
@@ -22,7 +22,7 @@ export interface LicenseOptions {
   resourceIndicator: string;
   accessTokenTtl: number;
   permissions: PermissionStore;
-  smeAccounts: SmeAccounts;
+  smeAccounts: SmeAccountStore;
   /** Whole months back a data provider may serve under a license. */
   dataPeriodMonths: (license: License) => number;
   now: () => Date;
@@ -104,7 +104,7 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
       if (!permission) return {};
       const license = catalog.get(permission.license);
       const period = dataPeriod(options.now(), permission.dataAvailableFrom, license ? options.dataPeriodMonths(license) : 12);
-      const meters = options.smeAccounts.meters(permission.organisationId).filter((m) => permission.meters.includes(m.id));
+      const meters = (await options.smeAccounts.meters(permission.organisationId)).filter((m) => permission.meters.includes(m.id));
       return {
         account: permission.account,
         license: permission.license,

@@ -41,21 +41,21 @@ describe('cli pki init', () => {
     first = await cli(dataDir, 'pki', 'init');
   });
 
-  it('exits 0 and says it created the dev trust framework in DATA_DIR/pki', () => {
+  it('exits 0 and says it created the dev trust framework in DATA_DIR/pki', async () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     expect(first.stdout).toContain(`created the dev trust framework in ${path.join(dataDir, 'pki')}`);
   });
 
-  it('writes every CA, issuer and server certificate and key under DATA_DIR/pki', () => {
+  it('writes every CA, issuer and server certificate and key under DATA_DIR/pki', async () => {
     for (const file of PKI_FILES) expect(existsSync(path.join(dataDir, 'pki', file)), file).toBe(true);
   });
 
-  it('makes every private key readable by its owner only (mode 0600)', () => {
+  it('makes every private key readable by its owner only (mode 0600)', async () => {
     for (const file of PRIVATE_KEYS) expect(modeOf(path.join(dataDir, 'pki', file)).toString(8), file).toBe('600');
   });
 
-  it('writes a server certificate for localhost issued by server-ca.pem, and CA certificates that are CAs', () => {
+  it('writes a server certificate for localhost issued by server-ca.pem, and CA certificates that are CAs', async () => {
     const server = new X509Certificate(readFileSync(path.join(dataDir, 'pki/server.pem')));
     const serverCa = new X509Certificate(readFileSync(path.join(dataDir, 'pki/server-ca.pem')));
     expect(server.checkHost('localhost')).toBe('localhost');
@@ -89,7 +89,7 @@ describe('cli pki client', () => {
       '--out', outDir, '--message-delivery', 'https://x.example/messages');
   });
 
-  it('exits 0 and writes client.pem, client.key.pem (mode 0600) and client-bundle.pem to --out', () => {
+  it('exits 0 and writes client.pem, client.key.pem (mode 0600) and client-bundle.pem to --out', async () => {
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(`issued a client certificate for ${APP}`);
@@ -97,25 +97,25 @@ describe('cli pki client', () => {
     expect(modeOf(path.join(outDir, 'client.key.pem')).toString(8)).toBe('600');
   });
 
-  it('writes a private key that belongs to the certificate', () => {
+  it('writes a private key that belongs to the certificate', async () => {
     const leaf = new X509Certificate(readFileSync(path.join(outDir, 'client.pem')));
     expect(leaf.checkPrivateKey(createPrivateKey(readFileSync(path.join(outDir, 'client.key.pem'))))).toBe(true);
   });
 
-  it('records the application with its role URL and message delivery address in DATA_DIR/directory.json', () => {
+  it('records the application with its role URL and message delivery address in DATA_DIR/directory.json', async () => {
     const directory = JSON.parse(readFileSync(path.join(dataDir, 'directory.json'), 'utf8'));
     expect(directory.applications[APP]).toEqual({
       id: APP, title: 'X Bank', organisation: 'X Bank', roles: [FSP_ROLE], messageDelivery: 'https://x.example/messages',
     });
   });
 
-  it('issues a bundle that chains to DATA_DIR/pki/client-ca.pem with the application URL, role URL and organisation', () => {
+  it('issues a bundle that chains to DATA_DIR/pki/client-ca.pem with the application URL, role URL and organisation', async () => {
     const trust = new ClientCertificateTrust({ rootsPem: readFileSync(path.join(dataDir, 'pki/client-ca.pem'), 'utf8') });
     const verdict = trust.verify(certificatesFromPemBundle(readFileSync(path.join(outDir, 'client-bundle.pem'), 'utf8')));
     expect(verdict).toMatchObject({ ok: true, applicationUrl: APP, roles: [FSP_ROLE], organisation: 'X Bank', member: 'https://directory.example/' });
   });
 
-  it('issues a leaf that chains only through the dev Client Issuer (alone it is untrusted, with client-issuer.pem it verifies)', () => {
+  it('issues a leaf that chains only through the dev Client Issuer (alone it is untrusted, with client-issuer.pem it verifies)', async () => {
     const rootsPem = readFileSync(path.join(dataDir, 'pki/client-ca.pem'), 'utf8');
     const leaf = certificatesFromPemBundle(readFileSync(path.join(outDir, 'client.pem'), 'utf8'));
     expect(leaf).toHaveLength(1);
@@ -176,8 +176,8 @@ describe('cli sme add', () => {
     await withAccounts(async (accounts) => {
       const user = await accounts.authenticate('ops@acme.example', 'correct horse battery');
       expect(user).toBeDefined();
-      expect(accounts.organisation(user!.organisationId)?.name).toBe('Acme Bakery Ltd');
-      expect(accounts.meters(user!.organisationId)).toMatchObject([{ identifier: '1012345678901', fuel: 'electricity', outcode: 'SW1A' }]);
+      expect((await accounts.organisation(user!.organisationId))?.name).toBe('Acme Bakery Ltd');
+      expect((await accounts.meters(user!.organisationId))).toMatchObject([{ identifier: '1012345678901', fuel: 'electricity', outcode: 'SW1A' }]);
     });
   });
 

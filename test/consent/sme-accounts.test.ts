@@ -51,13 +51,13 @@ describe('SmeAccounts.addSme', () => {
     expect(bob.organisation.id).toBe(alice.organisation.id);
   });
 
-  it('stores the email lower-cased and trimmed', () => {
+  it('stores the email lower-cased and trimmed', async () => {
     expect(alice.user.email).toBe('alice@bakery.example');
     expect(db.prepare('SELECT email FROM sme_user WHERE id = ?').get(alice.user.id)).toEqual({ email: 'alice@bakery.example' });
   });
 
-  it('records the meters given, electricity by default and gas when prefixed, with upper-case outcodes', () => {
-    expect(accounts.meters(alice.organisation.id).map(({ identifier, fuel, outcode }) => ({ identifier, fuel, outcode }))).toEqual([
+  it('records the meters given, electricity by default and gas when prefixed, with upper-case outcodes', async () => {
+    expect((await accounts.meters(alice.organisation.id)).map(({ identifier, fuel, outcode }) => ({ identifier, fuel, outcode }))).toEqual([
       { identifier: '1012345678901', fuel: 'electricity', outcode: 'SW1A' },
       { identifier: '1234567', fuel: 'gas', outcode: 'M1' },
     ]);
@@ -79,12 +79,12 @@ describe('SmeAccounts.addSme', () => {
 });
 
 describe('parseMeter', () => {
-  it('reads MPAN:OUTCODE and gas:MPRN:OUTCODE', () => {
+  it('reads MPAN:OUTCODE and gas:MPRN:OUTCODE', async () => {
     expect(parseMeter('1012345678901:SW1A')).toEqual({ fuel: 'electricity', identifier: '1012345678901', outcode: 'SW1A' });
     expect(parseMeter('gas:1234567:m1')).toEqual({ fuel: 'gas', identifier: '1234567', outcode: 'M1' });
   });
 
-  it('refuses specs that are not a meter', () => {
+  it('refuses specs that are not a meter', async () => {
     for (const spec of ['', '1012345678901', '12:SW1A', '1012345678901:SW1A 1AA', 'water:1234567:M1', '10123456789012:SW1A', 'abcdefg:SW1A']) {
       expect(() => parseMeter(spec), spec).toThrow(SmeAccountError);
     }
@@ -115,54 +115,54 @@ describe('SmeAccounts.authenticate', () => {
 });
 
 describe('SmeAccounts.accountFor: the opaque account identifier a client knows an organisation by', () => {
-  it('is stable for the same organisation and client', () => {
-    expect(accounts.accountFor(alice.organisation.id, 'https://bank.example/app')).toBe(accounts.accountFor(alice.organisation.id, 'https://bank.example/app'));
+  it('is stable for the same organisation and client', async () => {
+    expect((await accounts.accountFor(alice.organisation.id, 'https://bank.example/app'))).toBe((await accounts.accountFor(alice.organisation.id, 'https://bank.example/app')));
   });
 
   it('differs across clients and across organisations', async () => {
     const other = await accounts.addSme({ email: 'carol@florist.example', password: PASSWORD, organisation: 'Flower Shop Ltd' });
     const ids = [
-      accounts.accountFor(alice.organisation.id, 'https://bank.example/app'),
-      accounts.accountFor(alice.organisation.id, 'https://lender.example/app'),
-      accounts.accountFor(other.organisation.id, 'https://bank.example/app'),
+      (await accounts.accountFor(alice.organisation.id, 'https://bank.example/app')),
+      (await accounts.accountFor(alice.organisation.id, 'https://lender.example/app')),
+      (await accounts.accountFor(other.organisation.id, 'https://bank.example/app')),
     ];
     expect(new Set(ids).size).toBe(3);
   });
 
-  it('reveals neither the organisation id nor the client id', () => {
-    const account = accounts.accountFor(alice.organisation.id, 'https://bank.example/app');
+  it('reveals neither the organisation id nor the client id', async () => {
+    const account = (await accounts.accountFor(alice.organisation.id, 'https://bank.example/app'));
     expect(account).toMatch(/^acct_[\w-]{32}$/);
     expect(account).not.toContain(alice.organisation.id);
     expect(account).not.toContain(alice.organisation.id.replace(/^org_/, ''));
     expect(account).not.toContain('bank.example');
   });
 
-  it('depends on the server secret: another secret gives another identifier for a new pair', () => {
+  it('depends on the server secret: another secret gives another identifier for a new pair', async () => {
     const elsewhere = new SmeAccounts(db, randomBytes(32));
-    const here = accounts.accountFor(alice.organisation.id, 'https://secret.example/app');
-    const there = elsewhere.accountFor(alice.organisation.id, 'https://secret-two.example/app');
-    expect(there).not.toBe(accounts.accountFor(alice.organisation.id, 'https://secret-two.example/app-other'));
+    const here = (await accounts.accountFor(alice.organisation.id, 'https://secret.example/app'));
+    const there = (await elsewhere.accountFor(alice.organisation.id, 'https://secret-two.example/app'));
+    expect(there).not.toBe((await accounts.accountFor(alice.organisation.id, 'https://secret-two.example/app-other')));
     expect(here).not.toBe(there);
   });
 
-  it('keeps the first identifier a client was given even after the server secret changed', () => {
-    const first = accounts.accountFor(alice.organisation.id, 'https://stable.example/app');
+  it('keeps the first identifier a client was given even after the server secret changed', async () => {
+    const first = (await accounts.accountFor(alice.organisation.id, 'https://stable.example/app'));
     const rotated = new SmeAccounts(db, randomBytes(32));
-    expect(rotated.accountFor(alice.organisation.id, 'https://stable.example/app')).toBe(first);
-    expect(rotated.resolveAccount(first)).toEqual({ organisationId: alice.organisation.id, clientId: 'https://stable.example/app' });
+    expect((await rotated.accountFor(alice.organisation.id, 'https://stable.example/app'))).toBe(first);
+    expect((await rotated.resolveAccount(first))).toEqual({ organisationId: alice.organisation.id, clientId: 'https://stable.example/app' });
   });
 
-  it('maps back to its organisation and client through resolveAccount', () => {
-    const account = accounts.accountFor(alice.organisation.id, 'https://lender.example/app');
-    expect(accounts.resolveAccount(account)).toEqual({ organisationId: alice.organisation.id, clientId: 'https://lender.example/app' });
+  it('maps back to its organisation and client through resolveAccount', async () => {
+    const account = (await accounts.accountFor(alice.organisation.id, 'https://lender.example/app'));
+    expect((await accounts.resolveAccount(account))).toEqual({ organisationId: alice.organisation.id, clientId: 'https://lender.example/app' });
   });
 
-  it('resolves nothing for an identifier it never issued', () => {
-    expect(accounts.resolveAccount('acct_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')).toBeUndefined();
+  it('resolves nothing for an identifier it never issued', async () => {
+    expect((await accounts.resolveAccount('acct_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'))).toBeUndefined();
   });
 
-  it('keeps one row per organisation and client however often it is asked', () => {
-    for (let i = 0; i < 3; i++) accounts.accountFor(alice.organisation.id, 'https://repeat.example/app');
+  it('keeps one row per organisation and client however often it is asked', async () => {
+    for (let i = 0; i < 3; i++) (await accounts.accountFor(alice.organisation.id, 'https://repeat.example/app'));
     expect(db.prepare('SELECT COUNT(*) AS n FROM client_account WHERE client_id = ?').get('https://repeat.example/app')).toEqual({ n: 1 });
   });
 });

@@ -116,7 +116,7 @@ describe('a permission through its life: record, renewal, expiry, withdrawal, me
     expect(new Date(after.expires).getTime()).toBeGreaterThan(new Date(before.expires).getTime());
     expect(await introspect(first.access_token)).toBe(false);
     expect(await introspect(second.access_token)).toBe(true);
-    const permission = await server.permissions.store.byOrganisation((server.smeAccounts.findOrganisation(SME.organisation))!.id);
+    const permission = await server.permissions.store.byOrganisation(((await server.smeAccounts.findOrganisation(SME.organisation)))!.id);
     const current = permission.find((p) => !p.revoked && p.clientId === bankCredentials.applicationUrl)!;
     const kinds = (await server.permissions.store.history(current.id)).map((e) => e.kind);
     expect(kinds.filter((k) => k === 'granted')).toHaveLength(1);
