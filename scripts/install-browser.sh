@@ -2,8 +2,8 @@
 # Installs the browser the end-to-end browser test (test/browser/journey.test.ts) drives:
 # Debian's own Chromium at /usr/bin/chromium. Playwright's browser download is not used.
 #
-# Runs as root on Debian 12 (bookworm). Idempotent: when Chromium is already installed and
-# starts, it does nothing (no apt-get update, no network).
+# Runs as root on Debian 12 (bookworm). Idempotent: when the chromium package is already installed
+# and /usr/bin/chromium is executable, it does nothing (no apt-get update, no network).
 set -euo pipefail
 
 CHROMIUM=/usr/bin/chromium
@@ -24,8 +24,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-# Recommends are kept: they bring the fonts (fonts-liberation, DejaVu) pages are rendered with
-# in screenshots.
+# Recommends are kept: chromium-common recommends fonts-liberation, one of the fonts the
+# screenshots are rendered with.
 apt-get install -y chromium
 
 if ! installed; then

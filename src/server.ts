@@ -128,7 +128,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(publicListenerOnly(config.mtlsOrigin));
   publicApp.use(metadata);
   publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
-  publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css']));
+  publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css', 'favicon.svg']));
   publicApp.use(healthRoutes(store));
   const csrf = new CsrfTokens(keys.csrfSecret);
   const parties = { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl };

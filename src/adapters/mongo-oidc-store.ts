@@ -31,8 +31,8 @@
  * partial indexes, no pipeline updates, no findAndModify projection, write concerns accepted but
  * meaningless (single node), no transactions. None of them is relied on.
  *
- * Writes use write concern `{ w: 'majority' }` by default (a standalone server treats it as
- * w:1). Indexes are created by ensureIndexes() (the `db:init` command), never at request time.
+ * Writes use write concern `{ w: 'majority', wtimeoutMS: 5000 }` by default (a standalone
+ * server treats it as w:1). Indexes are created by ensureIndexes() (the `db:init` command), never at request time.
  * Connection-level failures reject with StoreUnavailableError('mongo'); the driver reconnects
  * by itself.
  */
@@ -67,7 +67,10 @@ export interface MongoOidcStoreOptions {
   models?: readonly string[];
   /** Default 'conditional-update' (MongoDB). 'claim' for servers whose updates are not atomic (FerretDB v1). */
   consumeMode?: MongoConsumeMode;
-  /** Write concern of every write. Default `{ w: 'majority' }`. */
+  /**
+   * Write concern of every write. Default `{ w: 'majority', wtimeoutMS: 5000 }`: a write the
+   * majority does not acknowledge in time rejects (StoreUnavailableError) instead of waiting.
+   */
   writeConcern?: mongo.WriteConcernSettings;
   /** Seconds added to every expiresIn, like oidc-provider's clockTolerance. Default 0. */
   clockToleranceSeconds?: number;
@@ -235,7 +238,7 @@ export class MongoOidcStore implements OidcStore {
     this.#prefix = options.collectionPrefix ?? DEFAULT_PREFIX;
     this.#models = options.models ?? OIDC_MODEL_NAMES;
     this.consumeMode = options.consumeMode ?? 'conditional-update';
-    this.#writeConcern = options.writeConcern ?? { w: 'majority' };
+    this.#writeConcern = options.writeConcern ?? { w: 'majority', wtimeoutMS: 5000 };
     this.#clockToleranceSeconds = options.clockToleranceSeconds ?? 0;
     this.#purgeGraceMs = options.purgeGraceMs ?? 5 * 60 * 1000;
     this.#closeConnection = options.closeConnection ?? true;
@@ -281,7 +284,7 @@ export class MongoOidcStore implements OidcStore {
         connectTimeoutMs + 1000,
       );
     } catch (error) {
-      connection.close(true).catch(() => undefined);
+      await withTimeout(connection.close(true), 1000).catch(() => undefined);
       throw unreachable(uri, error);
     }
     return new MongoOidcStore(connection, { ...options, consumeMode, closeConnection: true });

@@ -11,6 +11,15 @@ import { modelsRoutedTo, productionRoutedStore, RoutedOidcStore } from './routed
 import { SqliteOidcStore } from './sqlite-oidc-store.ts';
 import type { OidcStore } from './types.ts';
 
+/** The database of a `mongodb://` URI that names none. */
+export const DEFAULT_DATABASE = 'perseus';
+
+/** The database a MongoDB URI names ('' when none). */
+function databaseNameOf(uri: string): string {
+  const match = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?]*)/i.exec(uri);
+  return match?.[1] ?? '';
+}
+
 export type OpenOidcStoreOptions =
   | {
       storage: 'sqlite';
@@ -20,7 +29,9 @@ export type OpenOidcStoreOptions =
     }
   | {
       storage: 'mongo';
+      /** `mongodb://` or `mongodb+srv://` URI; database `perseus` when the URI names none. */
       mongodbUri: string;
+      /** `redis://[user:password@]host:port[/db]` or `rediss://` (TLS). */
       redisUrl: string;
       /** Start-up deadline per store, and how long an operation waits for a store that went away. Default 3000. */
       connectTimeoutMs?: number;
@@ -45,6 +56,7 @@ export async function openOidcStore(options: OpenOidcStoreOptions): Promise<Oidc
   const connectTimeoutMs = options.connectTimeoutMs ?? 3000;
   const [mongo, redis] = await Promise.allSettled([
     MongoOidcStore.connect(options.mongodbUri, {
+      dbName: databaseNameOf(options.mongodbUri) === '' ? DEFAULT_DATABASE : undefined,
       connectTimeoutMs,
       models: modelsRoutedTo('mongo'),
       clockToleranceSeconds: options.clockToleranceSeconds,

@@ -278,6 +278,9 @@ export class RedisOidcStore implements OidcStore {
 
   constructor(client: Redis, options: RedisOidcStoreOptions = {}) {
     this.#client = client;
+    // Connection errors surface as rejected operations; without a listener ioredis would also
+    // print every reconnection failure.
+    if (client.listenerCount('error') === 0) client.on('error', () => undefined);
     this.#prefix = options.keyPrefix ?? DEFAULT_PREFIX;
     this.#clockToleranceSeconds = options.clockToleranceSeconds ?? 0;
     this.#now = options.now ?? Date.now;

@@ -90,6 +90,7 @@ export class RoutedOidcStore implements OidcStore {
   readonly #routes: ReadonlyMap<string, OidcStore>;
   readonly #default: OidcStore;
   readonly #stores: readonly OidcStore[];
+  #closed = false;
 
   constructor(options: RoutedOidcStoreOptions) {
     const routes = options.routes instanceof Map ? options.routes : new Map(Object.entries(options.routes));
@@ -123,9 +124,13 @@ export class RoutedOidcStore implements OidcStore {
 
   /**
    * Pings every store in parallel. Rejects with the first failing store's error (its
-   * StoreUnavailableError names that store), in routing order.
+   * StoreUnavailableError names that store, e.g. 'redis'), in routing order; once this store is
+   * closed, with a StoreUnavailableError naming this store.
    */
   async ping(): Promise<void> {
+    if (this.#closed) {
+      throw new StoreUnavailableError(this.name, { cause: new Error('store is closed') });
+    }
     const results = await Promise.allSettled(this.#stores.map((store) => store.ping()));
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) {
@@ -137,6 +142,7 @@ export class RoutedOidcStore implements OidcStore {
 
   /** Closes every store (all of them, even when one fails), then rethrows the first failure. */
   async close(): Promise<void> {
+    this.#closed = true;
     const results = await Promise.allSettled(this.#stores.map((store) => store.close()));
     const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failed) throw failed.reason;

@@ -44,7 +44,7 @@ function substitute(text: string, parties: Parties): TextRun[] {
     if (name === 'EDP privacy policy link') {
       runs.push(parties.edpPrivacyPolicyUrl
         ? { text: `${parties.EDP} privacy policy`, href: parties.edpPrivacyPolicyUrl }
-        : { text: `(ask ${parties.EDP} for its privacy policy)` });
+        : { text: `on ${parties.EDP}'s website` });
     } else if (name === 'CAP process') {
       runs.push({ text: parties.capProcess });
     } else {

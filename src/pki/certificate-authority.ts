@@ -272,3 +272,70 @@ export async function loadIssuer(certPem: string, keyPem: string): Promise<Issue
   }
   return { certificatePem: certificatePem(certificate), keyPem, certificate, keys: { publicKey, privateKey } };
 }
+
+export interface RevokedEntry {
+  /** Hexadecimal serial of the revoked certificate (any case, leading zeros allowed). */
+  serialNumber: string;
+  /** Default: the CRL's thisUpdate. */
+  revokedAt?: Date;
+  reason?: x509.X509CrlReason;
+}
+
+export interface CrlOptions {
+  /** Serials (hex) or entries with a date and reason. Default: none (an empty CRL). */
+  revokedSerials?: Array<string | RevokedEntry>;
+  /** Default: now. */
+  thisUpdate?: Date;
+  /** Default: thisUpdate + 7 days. */
+  nextUpdate?: Date;
+  /** cRLNumber extension; must grow with every CRL. Default: thisUpdate in whole seconds (monotonic without state). */
+  crlNumber?: bigint | number;
+}
+
+export interface CrlMaterial {
+  /** PEM with the RFC 7468 label `X509 CRL`. */
+  pem: string;
+  der: Uint8Array;
+  crl: x509.X509Crl;
+}
+
+const CRL_NUMBER_OID = '2.5.29.20';
+const DEFAULT_CRL_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** DER INTEGER of a non-negative value (the cRLNumber is at most 20 octets, so the length is one byte). */
+function derInteger(value: bigint): Uint8Array {
+  if (value < 0n) throw new CertificateError('invalid_argument', 'a CRL number cannot be negative');
+  let hex = value.toString(16);
+  if (hex.length % 2) hex = `0${hex}`;
+  if (parseInt(hex[0], 16) >= 8) hex = `00${hex}`;
+  const body = Buffer.from(hex, 'hex');
+  if (body.length > 21) throw new CertificateError('invalid_argument', 'a CRL number has at most 20 octets');
+  return Uint8Array.from([0x02, body.length, ...body]);
+}
+
+/**
+ * A CRL signed by `issuer` (X.509 v2, with authorityKeyIdentifier and cRLNumber), for tests and the
+ * dev `pki revoke` command. The CRL must list every revoked serial of the issuer: it replaces the last one.
+ */
+export async function issueCrl(issuer: Issuer, options: CrlOptions = {}): Promise<CrlMaterial> {
+  const thisUpdate = options.thisUpdate ?? new Date();
+  const nextUpdate = options.nextUpdate ?? new Date(thisUpdate.getTime() + DEFAULT_CRL_LIFETIME_MS);
+  if (nextUpdate.getTime() <= thisUpdate.getTime()) throw new CertificateError('invalid_argument', 'a CRL nextUpdate must be after its thisUpdate');
+  const crlNumber = BigInt(options.crlNumber ?? Math.floor(thisUpdate.getTime() / 1000));
+  const entries = (options.revokedSerials ?? []).map((entry) => {
+    const { serialNumber, revokedAt, reason } = typeof entry === 'string' ? { serialNumber: entry } as RevokedEntry : entry;
+    if (!/^[0-9a-f]+$/i.test(serialNumber)) throw new CertificateError('invalid_argument', `not a hexadecimal serial number: ${JSON.stringify(serialNumber)}`);
+    return { serialNumber, revocationDate: revokedAt ?? thisUpdate, ...(reason === undefined ? {} : { reason }) };
+  });
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: issuer.certificate.subjectName,
+    thisUpdate,
+    nextUpdate,
+    entries,
+    signingKey: issuer.keys.privateKey,
+    signingAlgorithm: signingAlgorithm(issuer.keys.privateKey),
+    extensions: [await authorityKeyIdentifier(issuer), new x509.Extension(CRL_NUMBER_OID, false, derInteger(crlNumber))],
+  });
+  const der = new Uint8Array(crl.rawData);
+  return { pem: x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n', der, crl };
+}

@@ -67,9 +67,9 @@ describe('loadConfig defaults', () => {
 
   it('names the operator as CAP for a carbon-accounting-provider and as EDP for an energy-data-provider', () => {
     const cap = loadConfig({ OPERATOR_NAME: 'Carbon Co' }, CWD);
-    expect([cap.capName, cap.edpName]).toEqual(['Carbon Co', 'your energy data provider']);
+    expect([cap.capName, cap.edpName]).toEqual(['Carbon Co', 'Demo Energy Data Provider']);
     const edp = loadConfig({ OPERATOR_NAME: 'Meter Co', OPERATOR_ROLE: 'energy-data-provider' }, CWD);
-    expect([edp.capName, edp.edpName]).toEqual(['your carbon accounting provider', 'Meter Co']);
+    expect([edp.capName, edp.edpName]).toEqual(['Demo Carbon Accounting Provider', 'Meter Co']);
   });
 
   it('parses RESOURCE_SERVERS as a trimmed comma-separated list of https URLs, skipping empty entries', () => {

@@ -43,7 +43,7 @@ describe('renderPermissionText fills the placeholders the Registry leaves', () =
 
   it('turns [EDP privacy policy link] into plain words, with no link, when no URL is known', () => {
     const runs = allRuns(renderPermissionText('See [EDP privacy policy link].', { ...PARTIES, edpPrivacyPolicyUrl: '' }));
-    expect(runs).toEqual([{ text: 'See ' }, { text: '(ask Smart Meter Data Co for its privacy policy)' }, { text: '.' }]);
+    expect(runs).toEqual([{ text: 'See ' }, { text: "on Smart Meter Data Co's website" }, { text: '.' }]);
     expect(runs.some((r) => r.href !== undefined)).toBe(false);
   });
 
