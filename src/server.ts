@@ -25,6 +25,7 @@ import { CsrfTokens } from './http/csrf.ts';
 import { introspectionGate } from './http/introspection-gate.ts';
 import { mtlsListenerOnly, publicListenerOnly } from './http/listeners.ts';
 import { pushedRequestsOnly } from './http/pushed-requests-only.ts';
+import { noteStoreFailures, storeUnavailableAnswers } from './http/store-unavailable.ts';
 import { serveMetadata } from './http/metadata.ts';
 import { pageErrors } from './http/page-errors.ts';
 import { requestLog, stdoutSink, type LogSink } from './http/request-log.ts';
@@ -111,6 +112,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       });
     },
   });
+  noteStoreFailures(provider);
   // Client authentication failures carry no detail in responses; log their reason instead.
   for (const event of ['server_error', 'grant.error', 'introspection.error', 'revocation.error', 'pushed_authorization_request.error', 'authorization.error'] as const) {
     (provider as unknown as NodeJS.EventEmitter).on(event, (_ctx: unknown, err: Error & { error_description?: string }) => {
@@ -125,6 +127,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(requestLog('public', log));
   publicApp.use(securityHeaders());
   publicApp.use(pageErrors(pages, log));
+  publicApp.use(storeUnavailableAnswers('person', pages));
   publicApp.use(publicListenerOnly(config.mtlsOrigin));
   publicApp.use(metadata);
   publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
@@ -148,6 +151,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   mtlsApp.use(verifyClientCertificate(trust, now));
   mtlsApp.use(requestLog('mtls', log));
   mtlsApp.use(securityHeaders());
+  mtlsApp.use(storeUnavailableAnswers('machine'));
   mtlsApp.use(mtlsListenerOnly());
   mtlsApp.use(metadata);
   mtlsApp.use(healthRoutes(store));

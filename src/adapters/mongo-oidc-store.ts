@@ -22,17 +22,18 @@
  *   InvalidGrant.
  *
  * FerretDB v1 (the wire-compatible server of the test suite) is NOT atomic here: its update reads
- * the matching documents, then replaces them by _id without re-checking the filter, so parallel
- * conditional updates all "win". On FerretDB (detected by `buildInfo.ferretdbVersion`, or
+ * the matching documents, then replaces them by _id without re-checking the filter, so several
+ * parallel conditional updates "win" (2 to 37 of 50 in our runs). On FerretDB (detected by `buildInfo.ferretdbVersion`, or
  * `consumeMode: 'claim'`) consume first inserts a claim document `{ _id: '<Model>:<H(id)>:<generation>' }`
  * into `oidc_consume_claims`: the unique `_id` makes exactly one insert succeed (FerretDB's
  * SQLite backend enforces it with the table's primary key), and only that caller goes on to set
  * consumedAt. Other FerretDB v1 gaps: no TTL indexes (expireAfterSeconds is NotImplemented), no
  * partial indexes, no pipeline updates, no findAndModify projection, write concerns accepted but
- * meaningless (single node), no transactions. None of them is relied on.
+ * meaningless (single node). None of them is used; neither are transactions.
  *
  * Writes use write concern `{ w: 'majority', wtimeoutMS: 5000 }` by default (a standalone
- * server treats it as w:1). Indexes are created by ensureIndexes() (the `db:init` command), never at request time.
+ * server treats it as w:1). Indexes are created by ensureIndexes() (the `db:init` command),
+ * never at request time.
  * Connection-level failures reject with StoreUnavailableError('mongo'); the driver reconnects
  * by itself.
  */
