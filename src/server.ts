@@ -80,7 +80,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const trust = new ClientCertificateTrust({ rootsPem: clientCa, intermediatesPem: knownIssuers });
 
   let outbox: OutboxWorker | undefined;
-  const domain = await openDomain(config, { now, onMessageQueued: () => outbox?.nudge() });
+  const domain = await openDomain(config, { now, log, refreshLicenses: true, onMessageQueued: () => outbox?.nudge() });
   const { keys, catalog, names, smeAccounts, permissionStore, audit, outboxStore, permissions, dataPeriodMonths } = domain;
   const store = domain.oidcStore;
   const pages = new Pages(config.operatorName);

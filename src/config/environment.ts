@@ -72,6 +72,23 @@ export interface ServerConfig {
   outboundCaFile: string | undefined;
   /** OUTBOX_GIVE_UP_AFTER: seconds after which an undelivered message is given up. Default 604800 (7 days). */
   outboxGiveUpAfter: number;
+  /** STORAGE: `sqlite` (embedded, DATA_DIR/perseus.sqlite) or `mongo` (MongoDB for records and
+   * durable models, Redis for sessions and short-lived artefacts). Default sqlite. */
+  storage: 'sqlite' | 'mongo';
+  /** MONGODB_URI: required with STORAGE=mongo, e.g. mongodb://db1,db2,db3/perseus?replicaSet=rs0. */
+  mongodbUri: string | undefined;
+  /** REDIS_URL: required with STORAGE=mongo, e.g. redis://redis:6379/0 (rediss:// for TLS). */
+  redisUrl: string | undefined;
+  /** STORE_TIMEOUT_MS: how long start-up and each store operation wait for a store. Default 3000. */
+  storeTimeoutMs: number;
+  /** DIRECTORY_URL: IB1 Directory base, e.g. https://directory.core.sandbox.trust.ib1.org.
+   * Default: none (names and message addresses from DIRECTORY_FILE only). */
+  directoryUrl: string | undefined;
+  /** REGISTRY_URL: IB1 Registry base (or a mirror) to refresh licenses from at start-up.
+   * Default: none (the bundled Registry snapshot in config/registry). */
+  registryUrl: string | undefined;
+  /** IB1_CA_FILE: extra CA certificates (PEM) to trust for the Directory and Registry. */
+  ib1CaFile: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -123,19 +140,32 @@ function applicationUrls(env: Env, name: string): string[] {
   });
 }
 
-function seconds(env: Env, name: string, fallback: number, max: number): number {
+function wholeNumber(env: Env, name: string, fallback: number, max: number, unit: string): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
-    throw new ConfigError(name, `must be a whole number of seconds from 1 to ${max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(name, `must be a whole number of ${unit} from 1 to ${max}, got ${JSON.stringify(raw)}`);
   }
   return Number(raw);
 }
+
+const seconds = (env: Env, name: string, fallback: number, max: number) => wholeNumber(env, name, fallback, max, 'seconds');
 
 function httpsUrl(env: Env, name: string, fallback: string): string {
   const raw = env[name] || fallback;
   if (URL.parse(raw)?.protocol !== 'https:') throw new ConfigError(name, `must be an https URL, got ${JSON.stringify(raw)}`);
   return raw;
+}
+
+/** An optional https base URL of an IB1 service: no query, no fragment. */
+function serviceBase(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (!raw) return undefined;
+  const url = URL.parse(raw);
+  if (!url || url.protocol !== 'https:' || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(name, `must be an https URL without query or fragment, got ${JSON.stringify(raw)}`);
+  }
+  return raw.replace(/\/+$/, '');
 }
 
 function dataPeriodMonths(raw: string | undefined): ServerConfig['dataPeriodMonths'] {
@@ -150,6 +180,19 @@ function dataPeriodMonths(raw: string | undefined): ServerConfig['dataPeriodMont
     else result.default = Number(m[2]);
   }
   return result;
+}
+
+function storage(env: Env): Pick<ServerConfig, 'storage' | 'mongodbUri' | 'redisUrl'> {
+  const kind = env.STORAGE || 'sqlite';
+  if (kind !== 'sqlite' && kind !== 'mongo') throw new ConfigError('STORAGE', `must be sqlite or mongo, got ${JSON.stringify(kind)}`);
+  if (kind === 'sqlite') return { storage: 'sqlite', mongodbUri: undefined, redisUrl: undefined };
+  const mongodbUri = env.MONGODB_URI;
+  if (!mongodbUri || !/^mongodb(\+srv)?:\/\/[^\s]+$/.test(mongodbUri)) {
+    throw new ConfigError('MONGODB_URI', 'must be a mongodb:// or mongodb+srv:// URI when STORAGE=mongo');
+  }
+  const redisUrl = env.REDIS_URL;
+  if (!redisUrl || !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL when STORAGE=mongo');
+  return { storage: 'mongo', mongodbUri, redisUrl };
 }
 
 const OPERATOR_ROLES: readonly OperatorRole[] = ['energy-data-provider', 'carbon-accounting-provider'];
@@ -205,5 +248,10 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
     operatorKeyFile: fileVar('OPERATOR_KEY_FILE', pki('operator/client.key.pem')),
     outboundCaFile: env.OUTBOUND_CA_FILE ? path.resolve(cwd, env.OUTBOUND_CA_FILE) : undefined,
     outboxGiveUpAfter: seconds(env, 'OUTBOX_GIVE_UP_AFTER', 7 * 24 * 3600, 90 * 24 * 3600),
+    ...storage(env),
+    storeTimeoutMs: wholeNumber(env, 'STORE_TIMEOUT_MS', 3000, 60_000, 'milliseconds'),
+    directoryUrl: serviceBase(env, 'DIRECTORY_URL'),
+    registryUrl: serviceBase(env, 'REGISTRY_URL'),
+    ib1CaFile: env.IB1_CA_FILE ? path.resolve(cwd, env.IB1_CA_FILE) : undefined,
   };
 }

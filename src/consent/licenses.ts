@@ -59,7 +59,8 @@ interface RegistrySnapshot {
 
 export const BUNDLED_REGISTRY_DIR = path.resolve(import.meta.dirname, '../../config/registry');
 
-function months(duration: string): number {
+/** Whole months in an ISO 8601 license duration (P1Y, P18M, P1Y6M). */
+export function durationInMonths(duration: string): number {
   const m = /^P(?:(\d+)Y)?(?:(\d+)M)?$/.exec(duration);
   if (!m || (!m[1] && !m[2])) throw new LicenseError('bad_registry', `unsupported license duration "${duration}"`);
   return Number(m[1] ?? 0) * 12 + Number(m[2] ?? 0);
@@ -102,7 +103,7 @@ export class LicenseCatalog {
         label: entry.label,
         title: entry.comment,
         duration: entry.duration,
-        durationMonths: months(entry.duration),
+        durationMonths: durationInMonths(entry.duration),
         fromRole: role(entry.from_role),
         requiredRole: role(entry.to_role),
         permittedUse: entry.permitted_use,

@@ -11,7 +11,7 @@ import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import type { SmeSession, SmeSessionStore } from '../consent/sme-sessions.ts';
 import type { CsrfTokens } from '../http/csrf.ts';
 import { field, readForm } from '../http/form-body.ts';
-import type { ApplicationNames } from '../interactions/application-names.ts';
+import type { ApplicationDirectory } from '../trust/directory-client.ts';
 import type { Pages } from '../views/render.ts';
 import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
 
@@ -25,7 +25,7 @@ export interface DashboardDeps {
   permissions: Permissions;
   audit: AuditLog;
   catalog: LicenseCatalog;
-  names: ApplicationNames;
+  names: ApplicationDirectory;
   csrf: CsrfTokens;
   pages: Pages;
   issuer: string;

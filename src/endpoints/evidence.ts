@@ -5,7 +5,7 @@ import { permissionStatus, type PermissionEvent } from '../consent/permission-re
 import { renderPermissionText, type Parties } from '../consent/permission-text.ts';
 import type { PermissionStore } from '../consent/permission-store.ts';
 import type { SmeAccountStore } from '../consent/sme-accounts.ts';
-import type { ApplicationNames } from '../interactions/application-names.ts';
+import type { ApplicationDirectory } from '../trust/directory-client.ts';
 import type { Pages } from '../views/render.ts';
 
 /**
@@ -19,7 +19,7 @@ export interface EvidenceDeps {
   store: PermissionStore;
   smeAccounts: SmeAccountStore;
   catalog: LicenseCatalog;
-  names: ApplicationNames;
+  names: ApplicationDirectory;
   pages: Pages;
   parties: (clientId: string, licenseUrl: string) => Parties;
   now: () => Date;

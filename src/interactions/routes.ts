@@ -12,7 +12,7 @@ import type { CsrfTokens } from '../http/csrf.ts';
 import { field, FormError, readForm } from '../http/form-body.ts';
 import type { Pages } from '../views/render.ts';
 import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
-import type { ApplicationNames } from './application-names.ts';
+import type { ApplicationDirectory } from '../trust/directory-client.ts';
 
 /**
  * The SME's side of an authorization: sign in, read what is asked, pick meters, allow or deny.
@@ -25,7 +25,7 @@ export interface InteractionDeps {
   catalog: LicenseCatalog;
   csrf: CsrfTokens;
   pages: Pages;
-  names: ApplicationNames;
+  names: ApplicationDirectory;
   parties: Omit<Parties, 'FSP'>;
   resourceIndicator: string;
   permissions: Permissions;

@@ -82,16 +82,46 @@ function record(value: unknown, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/** JSON-LD value objects `{"@id": …}` / `{"@value": …}` as their plain value. */
+function unwrap(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(unwrap);
+  if (typeof value === 'object' && value !== null) {
+    const node = value as Record<string, unknown>;
+    if ('@id' in node) return node['@id'];
+    if ('@value' in node) return node['@value'];
+  }
+  return value;
+}
+
+/**
+ * A field by its plain JSON name, or by its RDF term if the Directory answers compacted JSON-LD
+ * (`dcterms:title`, `ib1:role`, `schema:legalName`, …), with value objects unwrapped.
+ */
+function pick(entry: Record<string, unknown>, field: string): unknown {
+  for (const key of [field, `dcterms:${field}`, `ib1:${field}`, `schema:${field}`]) {
+    if (Object.hasOwn(entry, key)) return unwrap(entry[key]);
+  }
+  return undefined;
+}
+
 function text(entry: Record<string, unknown>, field: string, max = MAX_TEXT): string | undefined {
-  const value = entry[field];
+  const value = pick(entry, field);
   if (typeof value !== 'string') return undefined;
   const trimmed = value.trim();
   if (!trimmed) return undefined;
   return trimmed.length > max ? `${trimmed.slice(0, max - 1)}…` : trimmed;
 }
 
+/** A string used as a link or key: never truncated (too long means absent). */
+function link(entry: Record<string, unknown>, field: string): string | undefined {
+  const value = pick(entry, field);
+  if (typeof value !== 'string') return undefined;
+  const trimmed = value.trim();
+  return trimmed && trimmed.length <= 2048 ? trimmed : undefined;
+}
+
 function httpsUrl(entry: Record<string, unknown>, field: string): string | undefined {
-  const value = text(entry, field, 2048);
+  const value = link(entry, field);
   return value && URL.parse(value)?.protocol === 'https:' ? value : undefined;
 }
 
@@ -108,21 +138,22 @@ function parseJson(body: Buffer, contentType: string): Record<string, unknown> {
 
 /** The `id` of an answer must name the resource asked for (its URL or its last path segment). */
 function checkId(entry: Record<string, unknown>, url: string, id: string): void {
-  const given = entry.id ?? entry['@id'];
+  const given = pick(entry, 'id') ?? entry['@id'];
   if (given === undefined) return;
   if (given !== url && given !== id && String(given) !== id) throw new TypeError(`answer is about ${JSON.stringify(given)}, not ${url}`);
 }
 
 /**
- * The Directory's JSON for an application: `{id, publisher, title, description, scheme, role[],
- * homePageURL, messageDelivery}`. Unknown fields are ignored; links must be https.
+ * THE ADAPTER for an application: the Directory's JSON `{id, publisher, title, description,
+ * scheme, role[], homePageURL, messageDelivery}` (plain names, or the RDF terms of compacted
+ * JSON-LD). Unknown fields are ignored; links must be https; texts are trimmed and bounded.
  */
 export function applicationFromJson(json: unknown, url: string, id: string, memberUrlOf: (publisher: string) => string | undefined): DirectoryApplicationView {
   const entry = record(json, 'the application');
   checkId(entry, url, id);
   const title = text(entry, 'title', 200);
   if (!title) throw new TypeError('the application has no title');
-  const publisherRaw = text(entry, 'publisher', 2048);
+  const publisherRaw = link(entry, 'publisher');
   const publisher = publisherRaw === undefined ? undefined : memberUrlOf(publisherRaw);
   const description = text(entry, 'description', 1000);
   const scheme = httpsUrl(entry, 'scheme');
@@ -133,7 +164,7 @@ export function applicationFromJson(json: unknown, url: string, id: string, memb
     url,
     id,
     title,
-    roles: urlList(entry.role ?? entry.roles),
+    roles: urlList(pick(entry, 'role') ?? pick(entry, 'roles')),
     ...(description === undefined ? {} : { description }),
     ...(publisher === undefined ? {} : { publisher }),
     ...(scheme === undefined ? {} : { scheme }),
@@ -142,13 +173,15 @@ export function applicationFromJson(json: unknown, url: string, id: string, memb
   };
 }
 
-/** The Directory's JSON for a member: `{id, legalName, brand{name}, roles[], privacyPolicy?, logo?, …}`. */
+/** THE ADAPTER for a member: `{id, legalName, brand{name}, roles[], privacyPolicy?, logo?, …}` (as for applications). */
 export function memberFromJson(json: unknown, url: string, id: string): DirectoryMemberView {
   const entry = record(json, 'the member');
   checkId(entry, url, id);
   const legalName = text(entry, 'legalName', 200);
   if (!legalName) throw new TypeError('the member has no legalName');
-  const brand = typeof entry.brand === 'object' && entry.brand !== null ? text(entry.brand as Record<string, unknown>, 'name', 200) : undefined;
+  const brandNode = pick(entry, 'brand');
+  const brand = typeof brandNode === 'object' && brandNode !== null && !Array.isArray(brandNode)
+    ? text(brandNode as Record<string, unknown>, 'name', 200) : undefined;
   const privacyPolicy = httpsUrl(entry, 'privacyPolicy');
   const logo = httpsUrl(entry, 'logo');
   return {
@@ -156,7 +189,7 @@ export function memberFromJson(json: unknown, url: string, id: string): Director
     url,
     id,
     legalName,
-    roles: urlList(entry.roles ?? entry.role),
+    roles: urlList(pick(entry, 'roles') ?? pick(entry, 'role')),
     ...(brand === undefined ? {} : { brandName: brand }),
     ...(privacyPolicy === undefined ? {} : { privacyPolicy }),
     ...(logo === undefined ? {} : { logo }),

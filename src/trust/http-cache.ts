@@ -266,19 +266,17 @@ export class HttpCache {
    * fetch; during a failure the last good copy (`outcome: 'stale'`). Throws TrustServiceError
    * `not_allowed` for a URL outside the bases and `unavailable` when there is nothing to serve.
    */
-  get<T>(url: string, options: { accept: string; parse: Parse<T> }): Promise<CacheResult<T>> {
+  async get<T>(url: string, options: { accept: string; parse: Parse<T> }): Promise<CacheResult<T>> {
     const target = this.allowed(url);
-    if (!target) {
-      return Promise.reject(new TrustServiceError('not_allowed', `${url} is not under the ${this.#service} base URL; not fetched`));
-    }
+    if (!target) throw new TrustServiceError('not_allowed', `${url} is not under the ${this.#service} base URL; not fetched`);
     const key = target.href;
     const entry = this.#touch(key);
     const now = this.#now();
     if (entry && entry.state !== 'none' && now < entry.freshUntil) {
-      return Promise.resolve({ value: entry.value as T | undefined, outcome: 'fresh' });
+      return { value: entry.value as T | undefined, outcome: 'fresh' };
     }
     if (entry && now < entry.retryAfter) {
-      return Promise.resolve(this.#fallback<T>(key, entry, new FetchFailure('network', 'in back-off after a recent failure'), false));
+      return this.#fallback<T>(key, entry, new FetchFailure('network', 'in back-off after a recent failure'), false);
     }
     let pending = this.#inFlight.get(key);
     if (!pending) {

@@ -14,7 +14,7 @@
 // (PEP 503) and leaves room for another algorithm later. The bare form is accepted because a
 // 64-digit hex fragment can only be a SHA-256, and publishers may use it.
 import type { LogSink } from '../http/request-log.ts';
-import { LicenseCatalog, LicenseError, sha256Hex, type License } from '../consent/licenses.ts';
+import { LicenseCatalog, LicenseError, sha256Hex, type License, durationInMonths } from '../consent/licenses.ts';
 import { HttpCache, TrustServiceError, isUnder, parseBaseUrl, type FetchLike } from './http-cache.ts';
 
 /** The Registry of the IB1 Core Trust Framework, under which Perseus license URLs are published. */
@@ -58,12 +58,6 @@ export interface RegistryLicenseDescription {
   additionalCondition: string | null;
   permissionText: { url: string; sha256: string };
   licenseTerms?: string;
-}
-
-function months(duration: string): number {
-  const m = /^P(?:(\d+)Y)?(?:(\d+)M)?$/.exec(duration);
-  if (!m || (!m[1] && !m[2])) throw new LicenseError('bad_registry', `unsupported license duration "${duration}"`);
-  return Number(m[1] ?? 0) * 12 + Number(m[2] ?? 0);
 }
 
 /**
@@ -137,7 +131,7 @@ export function licenseDescriptionFromJson(json: unknown, licenseUrl: string): R
     label,
     title: stringField(entry, 'comment') ?? label,
     duration,
-    durationMonths: months(duration),
+    durationMonths: durationInMonths(duration),
     permittedUse: uses.map((u: string) => u.trim()),
     additionalCondition: typeof additional === 'string' && additional.trim() ? additional.trim() : null,
     permissionText,
