@@ -9,7 +9,7 @@ import { permissionStatus } from './consent/permission-record.ts';
 import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
 import { recordApplication } from './pki/directory-file.ts';
-import { loadOrCreateKeys } from './provider/keys.ts';
+import { loadOrCreateKeys, rotateKeys, type KeyRotationStep } from './provider/keys.ts';
 
 /**
  * `npm run cli -- <command>`: operator commands.
@@ -23,11 +23,14 @@ const USAGE = `usage:
   npm run cli -- sme add --email <email> --password <password> --organisation <name> [--meter MPAN:OUTCODE …]
   npm run cli -- permission list --organisation <name or id>
   npm run cli -- permission withdraw --id <permission id> [--reason <text>]
-  npm run cli -- audit verify`;
+  npm run cli -- audit verify
+  npm run cli -- keys stage-signing | promote-signing | retire-signing | rotate-cookies
+  npm run cli -- db init`;
 
 class UsageError extends Error {}
 
-const COMMANDS = new Set(['pki init', 'pki client', 'sme add', 'permission list', 'permission withdraw', 'audit verify']);
+const COMMANDS = new Set(['pki init', 'pki client', 'sme add', 'permission list', 'permission withdraw', 'audit verify',
+  'keys stage-signing', 'keys promote-signing', 'keys retire-signing', 'keys rotate-cookies', 'db init']);
 
 function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
   try {
@@ -106,6 +109,12 @@ async function run(argv: string[]): Promise<void> {
     } finally {
       await domain.close();
     }
+    return;
+  }
+
+  if (group === 'keys') {
+    const result = await rotateKeys(config.dataDir, command as KeyRotationStep);
+    console.log(`${command}: signing keys ${result.signing.join(', ')} (the first signs); ${result.cookieKeys} cookie keys. Restart every server process to use them.`);
     return;
   }
 

@@ -30,6 +30,7 @@ import { serveMetadata } from './http/metadata.ts';
 import { pageErrors } from './http/page-errors.ts';
 import { requestLog, stdoutSink, type LogSink } from './http/request-log.ts';
 import { securityHeaders } from './http/security-headers.ts';
+import { reloadCertificatesOnChange } from './http/tls-reload.ts';
 import { staticAssets } from './http/static-assets.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { ClientCertificateTrust } from './pki/client-certificate.ts';
@@ -161,13 +162,14 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   mtlsApp.use(machineAudit({ par: ROUTES.pushed_authorization_request, revocation: ROUTES.revocation }, { audit, permissions, now }));
   mtlsApp.use(mount(provider as unknown as Koa));
 
-  const publicServer = https.createServer({ ...tls, minVersion: 'TLSv1.2', ciphers: FAPI_TLS12_CIPHERS, honorCipherOrder: true }, publicApp.callback());
-  const mtlsServer = https.createServer({
-    ...tls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false,
-    // The CA list tells clients which certificate to present and lets OpenSSL build the chain;
-    // the verdict itself is ours (pki/client-certificate.ts).
-    ca: [clientCa, knownIssuers].filter(Boolean),
-  }, mtlsApp.callback());
+  const publicTls = { minVersion: 'TLSv1.2' as const, ciphers: FAPI_TLS12_CIPHERS, honorCipherOrder: true };
+  // The CA list tells clients which certificate to present and lets OpenSSL build the chain;
+  // the verdict itself is ours (pki/client-certificate.ts).
+  const mtlsTls = { minVersion: 'TLSv1.3' as const, ca: [clientCa, knownIssuers].filter(Boolean) };
+  const publicServer = https.createServer({ ...tls, ...publicTls }, publicApp.callback());
+  const mtlsServer = https.createServer({ ...tls, ...mtlsTls, requestCert: true, rejectUnauthorized: false }, mtlsApp.callback());
+  const stopWatchingTls = reloadCertificatesOnChange({ cert: config.tlsCertFile, key: config.tlsKeyFile },
+    [{ server: publicServer, options: publicTls }, { server: mtlsServer, options: mtlsTls }], log);
 
   const listen = (server: https.Server, port: number) => new Promise<number>((resolve, reject) => {
     server.once('error', reject);
@@ -184,6 +186,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     config, provider, smeAccounts, permissions, audit, outbox: worker, outboxStore, publicPort, mtlsPort,
     async close() {
       clearInterval(expiryTimer);
+      stopWatchingTls();
       const stop = (server: https.Server) => new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
