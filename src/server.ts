@@ -34,6 +34,10 @@ import { reloadCertificatesOnChange } from './http/tls-reload.ts';
 import { staticAssets } from './http/static-assets.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { ClientCertificateTrust } from './pki/client-certificate.ts';
+import { crlSourcesFromConfig } from './pki/crl.ts';
+import { type ClientCertificateVerifier, RevocationLists, withRevocationCheck } from './pki/revocation-list-cache.ts';
+import { TrustedProxies, trustedForwarding } from './http/trusted-proxies.ts';
+import { proxyClientCertificate } from './http/proxy-client-certificate.ts';
 import { createProvider, ROUTES } from './provider/index.ts';
 import { Pages } from './views/render.ts';
 
@@ -79,6 +83,20 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   const clientCa = readRequired(config.clientCaFile, 'CLIENT_CA_FILE').toString('utf8');
   const knownIssuers = existsSync(config.clientIssuersFile) ? readFileSync(config.clientIssuersFile, 'utf8') : '';
   const trust = new ClientCertificateTrust({ rootsPem: clientCa, intermediatesPem: knownIssuers });
+  // Revocation (CRL_URLS / CRL_FILES): loaded before anything else opens, so a failure leaks nothing.
+  const crlSources = crlSourcesFromConfig({
+    urls: config.crlUrls.join(','), files: config.crlFiles.join(','),
+    ca: config.crlCaFile ? readRequired(config.crlCaFile, 'CRL_CA_FILE').toString('utf8') : undefined,
+  });
+  let revocation: RevocationLists | undefined;
+  let verifier: ClientCertificateVerifier = trust;
+  if (crlSources.length > 0) {
+    revocation = new RevocationLists({ sources: crlSources, caCertificatesPem: clientCa + knownIssuers, log, now, startTimeoutMs: config.crlStartTimeout * 1000 });
+    await revocation.start(); // rejects with one line: "CRL source <url> could not be loaded within 30 s: <why>"
+    for (const issuer of revocation.uncoveredIssuers()) log({ msg: 'no CRL loaded for a trusted CA: its certificates will be refused', issuer });
+    verifier = withRevocationCheck(trust, revocation, { intermediates: config.crlIntermediates });
+  }
+  const proxies = new TrustedProxies(config.trustedProxies);
 
   let outbox: OutboxWorker | undefined;
   const domain = await openDomain(config, { now, log, refreshLicenses: true, onMessageQueued: () => outbox?.nudge() });
@@ -125,6 +143,10 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   // Public listener: browsers. Composed here, one job per middleware.
   const publicApp = new Koa({ keys: keys.cookieKeys });
+  if (!proxies.empty) {
+    publicApp.proxy = true;
+    publicApp.use(trustedForwarding(proxies));
+  }
   publicApp.use(requestLog('public', log));
   publicApp.use(securityHeaders());
   publicApp.use(pageErrors(pages, log));
@@ -133,7 +155,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(metadata);
   publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
   publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css', 'favicon.svg']));
-  publicApp.use(healthRoutes(store));
+  publicApp.use(healthRoutes(store, revocation));
   const csrf = new CsrfTokens(keys.csrfSecret);
   const parties = { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl };
   const interactions = interactionRoutes({ provider, smeAccounts, catalog, csrf, pages, names, permissions, audit, dataPeriodMonths, parties, resourceIndicator, now });
@@ -149,13 +171,20 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
 
   // mTLS listener: machines with member certificates.
   const mtlsApp = new Koa({ keys: keys.cookieKeys });
-  mtlsApp.use(verifyClientCertificate(trust, now));
+  if (!proxies.empty) {
+    mtlsApp.proxy = true;
+    mtlsApp.use(trustedForwarding(proxies));
+    if (config.clientCertHeader) {
+      mtlsApp.use(proxyClientCertificate({ proxies, header: config.clientCertHeader, chainHeader: config.clientCertChainHeader, log }));
+    }
+  }
+  mtlsApp.use(verifyClientCertificate(verifier, now));
   mtlsApp.use(requestLog('mtls', log));
   mtlsApp.use(securityHeaders());
   mtlsApp.use(storeUnavailableAnswers('machine'));
   mtlsApp.use(mtlsListenerOnly());
   mtlsApp.use(metadata);
-  mtlsApp.use(healthRoutes(store));
+  mtlsApp.use(healthRoutes(store, revocation));
   mtlsApp.use(requireClientCertificate());
   mtlsApp.use(introspectionGate(ROUTES.introspection, config.resourceServers));
   mtlsApp.use(permissionEndpoint(PERMISSION_PATH, { store: permissionStore, provider, issuer: config.issuer }));
@@ -187,6 +216,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     async close() {
       clearInterval(expiryTimer);
       stopWatchingTls();
+      revocation?.stop();
       const stop = (server: https.Server) => new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -209,7 +239,7 @@ function messageDeliverer(config: ServerConfig): Deliver {
   });
 }
 
-function healthRoutes(store: { ping(): Promise<void> }): Koa.Middleware {
+function healthRoutes(store: { ping(): Promise<void> }, revocation?: RevocationLists): Koa.Middleware {
   return async function health(ctx, next) {
     if (ctx.path === '/health/live') {
       ctx.body = { status: 'live' };
@@ -218,11 +248,19 @@ function healthRoutes(store: { ping(): Promise<void> }): Koa.Middleware {
     if (ctx.path === '/health/ready') {
       try {
         await store.ping();
-        ctx.body = { status: 'ready' };
       } catch {
         ctx.status = 503;
         ctx.body = { status: 'not ready', store: 'unreachable' };
+        return;
       }
+      // Expired or never-loaded CRLs mean every certificate of that issuer is refused: not ready.
+      const crl = revocation?.status();
+      if (crl && !crl.every((source) => source.state === 'ok' || source.state === 'stale')) {
+        ctx.status = 503;
+        ctx.body = { status: 'not ready', crl };
+        return;
+      }
+      ctx.body = { status: 'ready', ...(crl ? { crl } : {}) };
       return;
     }
     await next();

@@ -1,5 +1,8 @@
 import path from 'node:path';
 
+import { TrustedProxies } from '../http/trusted-proxies.ts';
+import { crlSourcesFromConfig } from '../pki/crl.ts';
+
 /**
  * The server's configuration, read once from environment variables at start-up.
  *
@@ -72,6 +75,26 @@ export interface ServerConfig {
   outboundCaFile: string | undefined;
   /** OUTBOX_GIVE_UP_AFTER: seconds after which an undelivered message is given up. Default 604800 (7 days). */
   outboxGiveUpAfter: number;
+  /** CRL_URLS: comma-separated http(s) URLs of the CRLs of the Client CA and Client Issuer(s).
+   * Default: none. With CRL_URLS or CRL_FILES set, revoked or unverifiable certificates are refused. */
+  crlUrls: string[];
+  /** CRL_FILES: comma-separated CRL files (DER or PEM, a PEM file may hold several CRLs). Default: none. */
+  crlFiles: string[];
+  /** CRL_CA_FILE: CA certificate(s) to trust for https CRL URLs instead of the system roots (dev/test). */
+  crlCaFile: string | undefined;
+  /** CRL_INTERMEDIATES: `require` (a current root CRL is needed for the Client Issuer too) or
+   * `if-listed` (checked only when a CRL of the root was loaded). Default require. */
+  crlIntermediates: 'require' | 'if-listed';
+  /** CRL_START_TIMEOUT: seconds start-up waits for every CRL source before failing. Default 30. */
+  crlStartTimeout: number;
+  /** TRUSTED_PROXIES: comma-separated addresses/CIDRs of TLS-terminating proxies whose forwarding
+   * and client-certificate headers are believed. Default: none. */
+  trustedProxies: string[];
+  /** CLIENT_CERT_HEADER: header in which a trusted proxy forwards the client certificate (URL-encoded
+   * PEM), e.g. x-amzn-mtls-clientcert-leaf (AWS ALB) or x-ssl-client-escaped-cert (nginx). Default: none. */
+  clientCertHeader: string | undefined;
+  /** CLIENT_CERT_CHAIN_HEADER: optional header with the intermediates, e.g. x-amzn-mtls-clientcert. */
+  clientCertChainHeader: string | undefined;
   /** STORAGE: `sqlite` (embedded, DATA_DIR/perseus.sqlite) or `mongo` (MongoDB for records and
    * durable models, Redis for sessions and short-lived artefacts). Default sqlite. */
   storage: 'sqlite' | 'mongo';
@@ -248,10 +271,53 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
     operatorKeyFile: fileVar('OPERATOR_KEY_FILE', pki('operator/client.key.pem')),
     outboundCaFile: env.OUTBOUND_CA_FILE ? path.resolve(cwd, env.OUTBOUND_CA_FILE) : undefined,
     outboxGiveUpAfter: seconds(env, 'OUTBOX_GIVE_UP_AFTER', 7 * 24 * 3600, 90 * 24 * 3600),
+    ...revocationAndProxies(env, cwd),
     ...storage(env),
     storeTimeoutMs: wholeNumber(env, 'STORE_TIMEOUT_MS', 3000, 60_000, 'milliseconds'),
     directoryUrl: serviceBase(env, 'DIRECTORY_URL'),
     registryUrl: serviceBase(env, 'REGISTRY_URL'),
     ib1CaFile: env.IB1_CA_FILE ? path.resolve(cwd, env.IB1_CA_FILE) : undefined,
+  };
+}
+
+const HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/i;
+
+function revocationAndProxies(env: Env, cwd: string) {
+  let crlUrls: string[];
+  try {
+    crlUrls = crlSourcesFromConfig({ urls: env.CRL_URLS }).map((source) => (source.kind === 'url' ? source.url : ''));
+  } catch (error) {
+    throw new ConfigError('CRL_URLS', (error as Error).message.replace(/^CRL_URLS: /, ''));
+  }
+  const list = (raw: string | undefined) => (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const crlIntermediates = (env.CRL_INTERMEDIATES || 'require') as 'require' | 'if-listed';
+  if (crlIntermediates !== 'require' && crlIntermediates !== 'if-listed') {
+    throw new ConfigError('CRL_INTERMEDIATES', `must be require or if-listed, got ${JSON.stringify(env.CRL_INTERMEDIATES)}`);
+  }
+  const trustedProxies = list(env.TRUSTED_PROXIES);
+  try {
+    new TrustedProxies(trustedProxies);
+  } catch (error) {
+    throw new ConfigError('TRUSTED_PROXIES', (error as Error).message.replace(/^TRUSTED_PROXIES: /, ''));
+  }
+  const header = (name: string) => {
+    const value = env[name]?.trim().toLowerCase() || undefined;
+    if (value !== undefined && !HEADER_NAME.test(value)) throw new ConfigError(name, `must be an HTTP header name, got ${JSON.stringify(value)}`);
+    return value;
+  };
+  const clientCertHeader = header('CLIENT_CERT_HEADER');
+  const clientCertChainHeader = header('CLIENT_CERT_CHAIN_HEADER');
+  if ((clientCertHeader || clientCertChainHeader) && trustedProxies.length === 0) {
+    throw new ConfigError('CLIENT_CERT_HEADER', 'needs TRUSTED_PROXIES: the header is believed only from trusted proxies');
+  }
+  return {
+    crlUrls,
+    crlFiles: list(env.CRL_FILES).map((file) => path.resolve(cwd, file)),
+    crlCaFile: env.CRL_CA_FILE ? path.resolve(cwd, env.CRL_CA_FILE) : undefined,
+    crlIntermediates,
+    crlStartTimeout: seconds(env, 'CRL_START_TIMEOUT', 30, 600),
+    trustedProxies,
+    clientCertHeader,
+    clientCertChainHeader,
   };
 }

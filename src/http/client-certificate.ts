@@ -3,8 +3,9 @@ import type { TLSSocket, DetailedPeerCertificate } from 'node:tls';
 
 import type { Context, Middleware } from 'koa';
 
-import type { ClientCertificateTrust, ClientCertificateVerdict } from '../pki/client-certificate.ts';
+import type { ClientCertificateVerifier, RevocationCheckedVerdict } from '../pki/revocation-list-cache.ts';
 import { oauthError } from './oauth-errors.ts';
+import { presentedChainOf } from './proxy-client-certificate.ts';
 
 /**
  * Reads the client certificate chain from the TLS connection and verifies it against the
@@ -32,14 +33,15 @@ export function presentedChain(socket: TLSSocket): X509Certificate[] {
 
 const STATE_KEY = 'clientCertificate';
 
-export function verdictOf(ctx: { state: Record<string, unknown> }): ClientCertificateVerdict | undefined {
-  return ctx.state[STATE_KEY] as ClientCertificateVerdict | undefined;
+export function verdictOf(ctx: { state: Record<string, unknown> }): RevocationCheckedVerdict | undefined {
+  return ctx.state[STATE_KEY] as RevocationCheckedVerdict | undefined;
 }
 
 /** Verifies the certificate of this TLS connection and records the verdict on `ctx.state`. */
-export function verifyClientCertificate(trust: ClientCertificateTrust, now: () => Date = () => new Date()): Middleware {
+export function verifyClientCertificate(trust: ClientCertificateVerifier, now: () => Date = () => new Date()): Middleware {
   return async function verifyClientCertificate(ctx: Context, next) {
-    const chain = presentedChain(ctx.req.socket as TLSSocket);
+    // A trusted TLS-terminating proxy's forwarded chain wins (set only for requests from trusted proxies).
+    const chain = presentedChainOf(ctx) ?? presentedChain(ctx.req.socket as TLSSocket);
     ctx.state[STATE_KEY] = trust.verify(chain, now());
     await next();
   };

@@ -95,18 +95,20 @@ export const FORWARDING_HEADERS = [
 ] as const;
 
 /**
- * Removes headers from a request everywhere node keeps them: `rawHeaders` (from which node lazily builds
- * `headers` and `headersDistinct`) and the parsed objects, so no later reader can see them.
+ * Removes headers from a request everywhere node keeps them: the parsed `headers` and `headersDistinct`
+ * and `rawHeaders`. Node builds the first two lazily from rawHeaders (using the original count), so they
+ * are built first and then edited; only then is rawHeaders spliced.
  */
 export function stripHeaders(req: IncomingMessage, names: Iterable<string>): void {
   const remove = new Set([...names].map((name) => name.toLowerCase()));
+  const { headers, headersDistinct } = req;
+  for (const name of remove) {
+    delete headers[name];
+    delete headersDistinct[name];
+  }
   const raw = req.rawHeaders;
   for (let i = raw.length - 2; i >= 0; i -= 2) {
     if (remove.has(raw[i].toLowerCase())) raw.splice(i, 2);
-  }
-  for (const name of remove) {
-    delete req.headers[name];
-    delete req.headersDistinct[name];
   }
 }
 

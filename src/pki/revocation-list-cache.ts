@@ -181,6 +181,14 @@ export class RevocationLists {
     return (this.#byIssuer.get(issuer.fingerprint256)?.length ?? 0) > 0;
   }
 
+  /**
+   * Subjects of configured CA certificates of which no CRL has been loaded: worth a warning at start-up,
+   * since (with intermediates 'require') every certificate they signed will be refused as 'unknown'.
+   */
+  uncoveredIssuers(): string[] {
+    return this.#cas.filter((ca) => !this.covers(ca.node)).map((ca) => ca.node.subject.replaceAll('\n', ', '));
+  }
+
   /** Per-source state for /health/ready (and logs expiry it notices). */
   status(now: Date = this.#now()): CrlSourceStatus[] {
     return this.#states.map((state) => {
@@ -385,8 +393,15 @@ export function withRevocationCheck(
     verify(presented: X509Certificate[], now: Date = new Date()): RevocationCheckedVerdict {
       const verdict = trust.verify(presented, now);
       if (!verdict.ok) return verdict;
+      let links: Link[];
+      try {
+        links = chainOf(presented);
+      } catch (error) {
+        // Never throws per request: a chain the walk chokes on cannot be checked, so it is refused.
+        return { ok: false, code: 'revocation_unknown', message: `the certificate chain could not be checked for revocation: ${(error as Error).message}` };
+      }
       let unknown: Extract<RevocationCheckedVerdict, { ok: false }> | undefined;
-      for (const [index, link] of chainOf(presented).entries()) {
+      for (const [index, link] of links.entries()) {
         if (!link.issuer) {
           if (index > 0 && !requireIntermediates) continue;
           unknown ??= { ok: false, code: 'revocation_unknown', message: `the issuer of ${link.subject} is not a CA certificate whose CRLs are known` };
