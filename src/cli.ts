@@ -9,6 +9,7 @@ import { permissionStatus } from './consent/permission-record.ts';
 import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
 import { recordApplication } from './pki/directory-file.ts';
+import { publishDevCrls } from './pki/dev-revocation.ts';
 import { loadOrCreateKeys, rotateKeys, type KeyRotationStep } from './provider/keys.ts';
 
 /**
@@ -20,6 +21,8 @@ import { loadOrCreateKeys, rotateKeys, type KeyRotationStep } from './provider/k
 const USAGE = `usage:
   npm run cli -- pki init
   npm run cli -- pki client --url <application URL> --role <role label> [--role …] --name <organisation> --out <dir> [--message-delivery <url>] [--title <application name>]
+  npm run cli -- pki revoke --certificate <client.pem> [--next-update-days N]
+  npm run cli -- pki crl [--next-update-days N]
   npm run cli -- sme add --email <email> --password <password> --organisation <name> [--meter MPAN:OUTCODE …]
   npm run cli -- permission list --organisation <name or id>
   npm run cli -- permission withdraw --id <permission id> [--reason <text>]
@@ -29,7 +32,7 @@ const USAGE = `usage:
 
 class UsageError extends Error {}
 
-const COMMANDS = new Set(['pki init', 'pki client', 'sme add', 'permission list', 'permission withdraw', 'audit verify',
+const COMMANDS = new Set(['pki init', 'pki client', 'pki revoke', 'pki crl', 'sme add', 'permission list', 'permission withdraw', 'audit verify',
   'keys stage-signing', 'keys promote-signing', 'keys retire-signing', 'keys rotate-cookies', 'db init']);
 
 function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
@@ -69,6 +72,17 @@ async function run(argv: string[]): Promise<void> {
     });
     console.log(`issued a client certificate for ${values.url}`);
     console.log(JSON.stringify(issued, null, 2));
+    return;
+  }
+
+  if (group === 'pki' && (command === 'revoke' || command === 'crl')) {
+    const values = options(rest, { certificate: { type: 'string' }, 'next-update-days': { type: 'string' } });
+    if (command === 'revoke' && !values.certificate) throw new UsageError('pki revoke needs --certificate <client certificate PEM file>');
+    const days = values['next-update-days'] ? Number(values['next-update-days']) : 7;
+    if (!Number.isInteger(days) || days < 1 || days > 365) throw new UsageError('--next-update-days must be a whole number from 1 to 365');
+    const published = await publishDevCrls(pkiDir, { revokeCertificateFile: values.certificate ? path.resolve(values.certificate) : undefined, nextUpdateDays: days });
+    console.log(`published CRLs (${published.revoked.length} revoked serial${published.revoked.length === 1 ? '' : 's'}): ${published.issuerCrl}, ${published.rootCrl}`);
+    console.log(`serve them with CRL_FILES=${published.issuerCrl},${published.rootCrl}`);
     return;
   }
 

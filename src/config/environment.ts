@@ -48,6 +48,10 @@ export interface ServerConfig {
   /** LICENSES: comma-separated license URLs (or labels) this server grants. Default: every
    * Perseus license whose data flows from OPERATOR_ROLE. */
   licenses: string[] | undefined;
+  /** LICENSE_ROLES: the role a client must hold per license, e.g.
+   * `energy-consumption-emissions-edp-cap-fsp=carbon-accounting-provider`. Default: each license's
+   * recipient role (the second role in its label). */
+  licenseRoles: Record<string, string>;
   /** EDP_NAME, CAP_NAME: names for the [EDP] and [CAP] placeholders of the permission text when
    * the operator is not that party. Default: OPERATOR_NAME for the operator's own role. */
   edpName: string;
@@ -180,6 +184,20 @@ function httpsUrl(env: Env, name: string, fallback: string): string {
   return raw;
 }
 
+const ROLE_LABELS = ['energy-data-provider', 'carbon-accounting-provider', 'financial-service-provider'];
+
+function licenseRoles(raw: string | undefined): Record<string, string> {
+  const roles: Record<string, string> = {};
+  for (const entry of (raw ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([a-z0-9-]+)=([a-z-]+)$/.exec(entry);
+    if (!m || !ROLE_LABELS.includes(m[2])) {
+      throw new ConfigError('LICENSE_ROLES', `entries are license-label=role with role one of ${ROLE_LABELS.join(', ')}, got ${JSON.stringify(entry)}`);
+    }
+    roles[m[1]] = m[2];
+  }
+  return roles;
+}
+
 /** An optional https base URL of an IB1 service: no query, no fragment. */
 function serviceBase(env: Env, name: string): string | undefined {
   const raw = env[name];
@@ -260,6 +278,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
     operatorName,
     operatorRole,
     licenses,
+    licenseRoles: licenseRoles(env.LICENSE_ROLES),
     edpName: env.EDP_NAME || (operatorRole === 'energy-data-provider' ? operatorName : 'Demo Energy Data Provider'),
     capName: env.CAP_NAME || (operatorRole === 'carbon-accounting-provider' ? operatorName : 'Demo Carbon Accounting Provider'),
     edpPrivacyPolicyUrl,

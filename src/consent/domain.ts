@@ -82,7 +82,7 @@ export async function openDomain(config: ServerConfig, options: OpenDomainOption
   const log = options.log ?? silentSink;
   const keys = await loadOrCreateKeys(config.dataDir);
   const ca = config.ib1CaFile ? readFileSync(config.ib1CaFile, 'utf8') : undefined;
-  let catalog = LicenseCatalog.load({ selection: config.licenses, operatorRole: config.operatorRole });
+  let catalog = LicenseCatalog.load({ selection: config.licenses, operatorRole: config.operatorRole, requiredRoles: config.licenseRoles });
   if (config.registryUrl && options.refreshLicenses) {
     catalog = (await refreshLicenseCatalog(catalog, new RegistryClient({ baseUrl: config.registryUrl, ca, log }), { log })).catalog;
   }

@@ -84,7 +84,7 @@ export class LicenseCatalog {
    * `selection` (URLs or labels), or by default every license whose data flows from the
    * operator's role.
    */
-  static load(options: { registryDir?: string; selection?: string[]; operatorRole: OperatorRole }): LicenseCatalog {
+  static load(options: { registryDir?: string; selection?: string[]; operatorRole: OperatorRole; requiredRoles?: Record<string, string> }): LicenseCatalog {
     const dir = options.registryDir ?? BUNDLED_REGISTRY_DIR;
     const snapshot = JSON.parse(readFileSync(path.join(dir, 'licenses.json'), 'utf8')) as RegistrySnapshot;
     const all = snapshot.licenses.map((entry): License => {
@@ -105,7 +105,8 @@ export class LicenseCatalog {
         duration: entry.duration,
         durationMonths: durationInMonths(entry.duration),
         fromRole: role(entry.from_role),
-        requiredRole: role(entry.to_role),
+        // The role a client needs: the license's recipient role, unless configured otherwise.
+        requiredRole: role(options.requiredRoles?.[entry.label] ?? entry.to_role),
         permittedUse: entry.permitted_use,
         additionalCondition: entry.additional_condition,
         permissionText: bytes.toString('utf8'),
