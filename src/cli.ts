@@ -5,6 +5,7 @@ import { openSqliteDatabase } from './adapters/sqlite-database.ts';
 import { ConfigError, loadConfig } from './config/environment.ts';
 import { parseMeter, SmeAccounts } from './consent/sme-accounts.ts';
 import { openDomain } from './consent/domain.ts';
+import { initialiseProductionIndexes } from './consent/production-stores.ts';
 import { permissionStatus } from './consent/permission-record.ts';
 import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './pki/dev-trust-framework.ts';
@@ -123,6 +124,19 @@ async function run(argv: string[]): Promise<void> {
     } finally {
       await domain.close();
     }
+    return;
+  }
+
+  if (group === 'db' && command === 'init') {
+    if (config.storage === 'sqlite') {
+      // The embedded store migrates its schema when it opens.
+      const domain = await openDomain(config, { now: () => new Date() });
+      await domain.close();
+      console.log(`embedded store ready at ${path.join(config.dataDir, 'perseus.sqlite')}`);
+      return;
+    }
+    const created = await initialiseProductionIndexes(config);
+    console.log(`indexes ready:\n  ${created.join('\n  ')}`);
     return;
   }
 

@@ -1,5 +1,6 @@
 import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { ConfigError, loadConfig } from './config/environment.ts';
+import { initialiseProductionIndexes } from './consent/production-stores.ts';
 import { startServer } from './server.ts';
 
 /**
@@ -10,6 +11,10 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const { created } = await ensureDevTrustFramework(config);
   if (created.length) console.log(`created a dev trust framework in ${config.dataDir}/pki (${created.join(', ')})`);
+  if (config.storage === 'mongo' && process.env.NODE_ENV !== 'production') {
+    // In dev, `npm start` creates the indexes itself; in production run `npm run cli -- db init`.
+    await initialiseProductionIndexes(config);
+  }
   const server = await startServer(config);
   console.log(`Perseus authorization server: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`);
 

@@ -50,11 +50,12 @@ import {
   preparePayload,
   restorePayload,
 } from './oidc-adapter-common.ts';
+import { errorCode, MONGO_STORE_NAME, toStoreError } from './mongo-errors.ts';
 import { OIDC_MODEL_NAMES } from './routed-oidc-store.ts';
 import { StoreUnavailableError } from './types.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from './types.ts';
 
-const STORE_NAME = 'mongo';
+const STORE_NAME = MONGO_STORE_NAME;
 const DEFAULT_PREFIX = 'oidc_';
 const CLAIMS_SUFFIX = 'consume_claims';
 
@@ -127,38 +128,9 @@ interface ClaimDocument {
 
 // --- errors ----------------------------------------------------------------------------------
 
-/** Server error codes that mean "not available now" (shutdown, failover, network). */
-const UNAVAILABLE_CODES = new Set([6, 7, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
-const UNAVAILABLE_NAMES = new Set([
-  'MongooseServerSelectionError',
-  'MongoServerSelectionError',
-  'MongoNetworkError',
-  'MongoNetworkTimeoutError',
-  'MongoPoolClearedError',
-  'MongoTopologyClosedError',
-  'MongoNotConnectedError',
-  'MongoServerClosedError',
-]);
 const DUPLICATE_KEY = 11000;
 const NOT_IMPLEMENTED = 238;
 const INDEX_OPTIONS_CONFLICT = 85;
-
-function errorCode(error: unknown): unknown {
-  return error instanceof Error ? (error as { code?: unknown }).code : undefined;
-}
-
-function isUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  if (error instanceof mongoose.mongo.MongoNetworkError || error instanceof mongoose.mongo.MongoServerSelectionError) return true;
-  if (UNAVAILABLE_NAMES.has(error.name)) return true;
-  const code = errorCode(error);
-  return typeof code === 'number' && UNAVAILABLE_CODES.has(code);
-}
-
-function toStoreError(error: unknown): unknown {
-  if (error instanceof StoreUnavailableError) return error;
-  return isUnavailable(error) ? new StoreUnavailableError(STORE_NAME, { cause: error }) : error;
-}
 
 /** `mongodb://user:secret@h1,h2/db?authSource=x` -> `mongodb://h1,h2/db`: never log credentials. */
 function describeUri(uri: string): string {

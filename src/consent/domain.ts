@@ -42,7 +42,7 @@ export interface Domain {
 }
 
 /** The stores of one storage choice; `close` closes them all. */
-interface DomainStores {
+export interface DomainStores {
   oidcStore: OidcStore;
   smeAccounts: SmeAccountStore;
   permissionStore: PermissionStore;

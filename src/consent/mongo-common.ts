@@ -21,12 +21,13 @@
  * The classification of driver errors mirrors src/adapters/mongo-oidc-store.ts (not exported
  * there); a later refactor could export it from one place.
  */
-import mongoose from 'mongoose';
 import type { Connection, mongo } from 'mongoose';
 
 import { StoreUnavailableError } from '../adapters/types.ts';
+import { isDuplicateKey, MONGO_STORE_NAME, toStoreError } from '../adapters/mongo-errors.ts';
 
-export const MONGO_STORE_NAME = 'mongo';
+export { isDuplicateKey, MONGO_STORE_NAME, toStoreError };
+
 
 /** Write concern of the writes that record a decision (grant, withdrawal, audit events). */
 export const DECISION_WRITE_CONCERN: mongo.WriteConcernSettings = { w: 'majority', wtimeoutMS: 5000 };
@@ -64,45 +65,7 @@ export function claimKey(...parts: string[]): string {
   return parts.map((part) => part.replaceAll('%', '%25').replaceAll('|', '%7C')).join('|');
 }
 
-// --- errors ----------------------------------------------------------------------------------
-
-/** Server error codes that mean "not available now" (shutdown, failover, network). */
-const UNAVAILABLE_CODES = new Set([6, 7, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
-const UNAVAILABLE_NAMES = new Set([
-  'MongooseServerSelectionError',
-  'MongoServerSelectionError',
-  'MongoNetworkError',
-  'MongoNetworkTimeoutError',
-  'MongoPoolClearedError',
-  'MongoTopologyClosedError',
-  'MongoNotConnectedError',
-  'MongoServerClosedError',
-]);
-const DUPLICATE_KEY = 11000;
-
-function errorCode(error: unknown): unknown {
-  return error instanceof Error ? (error as { code?: unknown }).code : undefined;
-}
-
-export function isDuplicateKey(error: unknown): boolean {
-  if (errorCode(error) === DUPLICATE_KEY) return true;
-  // insertMany / bulk writes report it per write.
-  const writeErrors = error instanceof Error ? (error as { writeErrors?: unknown }).writeErrors : undefined;
-  return Array.isArray(writeErrors) && writeErrors.length > 0 && writeErrors.every((e) => (e as { code?: unknown })?.code === DUPLICATE_KEY);
-}
-
-function isUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  if (error instanceof mongoose.mongo.MongoNetworkError || error instanceof mongoose.mongo.MongoServerSelectionError) return true;
-  if (UNAVAILABLE_NAMES.has(error.name)) return true;
-  const code = errorCode(error);
-  return typeof code === 'number' && UNAVAILABLE_CODES.has(code);
-}
-
-export function toStoreError(error: unknown): unknown {
-  if (error instanceof StoreUnavailableError) return error;
-  return isUnavailable(error) ? new StoreUnavailableError(MONGO_STORE_NAME, { cause: error }) : error;
-}
+// Errors: see src/adapters/mongo-errors.ts (shared with the oidc-provider store).
 
 /**
  * Runs `operation` against the connection's database. No database (not connected yet, or

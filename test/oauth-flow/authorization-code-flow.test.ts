@@ -6,12 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { smeDecides, pushAuthorization, LICENSE_EMISSIONS, BANK_REDIRECT } from '../support/flows.ts';
 import { HttpBrowser } from '../support/http-browser.ts';
 import { oauthClient, type OAuthClient } from '../support/oauth-client.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { startTestServer, startTestServerOn, storageUnderTest, type StorageUnderTest, type TestServer } from '../support/server.ts';
 import { TestTrustFramework, type ClientCredentials } from '../support/trust-framework.ts';
 
 const SME = { email: 'owner@bakery.example', password: 'correct horse battery', organisation: 'Riverside Bakery Ltd' };
 
-describe('a bank obtains, uses and revokes a permission through the real listeners', () => {
+describe.each(['sqlite', 'mongo'] as const)('a bank obtains, uses and revokes a permission through the real listeners (STORAGE=%s)', (storageKind) => {
+  let storage: StorageUnderTest;
   let tf: TestTrustFramework;
   let server: TestServer;
   let bankCredentials: ClientCredentials;
@@ -24,14 +25,16 @@ describe('a bank obtains, uses and revokes a permission through the real listene
     tf = await TestTrustFramework.create();
     bankCredentials = await tf.member('https://directory.example/a/green-loans', ['financial-service-provider'], 'Example Bank plc', 'Green Loans');
     const apiCredentials = await tf.member('https://directory.example/a/emissions-api', ['carbon-accounting-provider'], 'Demo Carbon Accounting Ltd');
-    Object.assign(env, { RESOURCE_SERVERS: apiCredentials.applicationUrl, OPERATOR_NAME: 'Demo Carbon Accounting Ltd' });
-    server = await startTestServer(tf, env, { log: (line) => logLines.push(JSON.stringify(line)) });
+    storage = await storageUnderTest(storageKind);
+    Object.assign(env, storage.env, { RESOURCE_SERVERS: apiCredentials.applicationUrl, OPERATOR_NAME: 'Demo Carbon Accounting Ltd' });
+    server = await startTestServerOn(storage, tf, env, { log: (line) => logLines.push(JSON.stringify(line)) });
     await server.smeAccounts.addSme({ ...SME, meters: ['1012345678901:SW1A', 'gas:1234567:SW1A'] });
     bank = await oauthClient(server.issuer, bankCredentials, tf.serverCa);
     dataProvider = await oauthClient(server.issuer, apiCredentials, tf.serverCa);
   });
   afterAll(async () => {
     await server?.close();
+    await storage?.stop();
   });
 
   it('publishes RFC 8414 metadata with every value the IB1 profile requires', () => {
