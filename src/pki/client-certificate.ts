@@ -186,9 +186,11 @@ function withinPathLengths(chain: X509Certificate[]): boolean {
 /** The clock-independent leaf checks and the IB1 claims. */
 function leafClaims(leaf: X509Certificate): LeafClaims | Failure {
   if (leaf.ca) return fail('ca_certificate', 'a CA certificate cannot be used as a client certificate');
-  // node returns undefined (despite its typings) when there is no extendedKeyUsage; IB1 leaves always carry clientAuth.
+  // node returns undefined (despite its typings) when there is no extendedKeyUsage. RFC 5280:
+  // no extendedKeyUsage means any purpose, and IB1's own tooling (ib1-directory) issues client
+  // certificates without one; when the extension is present it must name clientAuth.
   const extendedKeyUsages: string[] | undefined = leaf.keyUsage;
-  if (!extendedKeyUsages?.includes(CLIENT_AUTH_OID)) {
+  if (extendedKeyUsages !== undefined && !extendedKeyUsages.includes(CLIENT_AUTH_OID)) {
     return fail('not_client_auth', 'the certificate is not issued for TLS client authentication');
   }
   try {
