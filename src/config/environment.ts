@@ -23,6 +23,8 @@ export interface ServerConfig {
   mtlsPort: number;
   /** LISTEN_HOST: address both listeners bind. Default 127.0.0.1 (set 0.0.0.0 or :: to serve a network). */
   listenHost: string;
+  /** WORKERS: server processes sharing the listeners (node:cluster). Default 1. */
+  workers: number;
   /** DATA_DIR: where the embedded store, keys and the dev trust framework live. Default ./data. */
   dataDir: string;
   /** RESOURCE_SERVERS: comma-separated application URLs (certificate SAN URIs) allowed to
@@ -268,6 +270,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): ServerC
     publicPort: port(env, 'PUBLIC_PORT', defaultPort(issuer, 8443)),
     mtlsPort: port(env, 'MTLS_PORT', defaultPort(mtls, 8444)),
     listenHost,
+    workers: wholeNumber(env, 'WORKERS', 1, 64, 'processes'),
     dataDir,
     resourceServers: applicationUrls(env, 'RESOURCE_SERVERS'),
     tlsCertFile: fileVar('TLS_CERT_FILE', pki('server.pem')),
