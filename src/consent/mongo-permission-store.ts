@@ -401,6 +401,13 @@ export class MongoPermissionStore implements PermissionStore {
     return this.#run(async (c) => (await c.links.find({ grantId }).sort({ issuedAt: 1, _id: 1 }).toArray()).map(toLink));
   }
 
+  async grantIdsOf(permissionId: string) {
+    return this.#run(async (c) => {
+      const events = await c.events.find({ permissionId, grantId: { $exists: true } }, { projection: { grantId: 1 } }).toArray();
+      return [...new Set(events.map((e) => String((e as { grantId?: string }).grantId)))];
+    });
+  }
+
   /**
    * Looks at every version whose `expiryDue` passed: when it is still the newest event of an
    * unrevoked record, it appends an 'expired' event (seq+1: of racing callers exactly one

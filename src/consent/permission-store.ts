@@ -23,7 +23,7 @@ export interface GrantOutcome {
   permission: Permission;
   /** 'granted' for a new record, 'renewed' when an unrevoked record was granted again. */
   kind: 'granted' | 'renewed';
-  /** The grant the renewal replaced (its tokens must be revoked), if any. */
+  /** The grant backing the record before this renewal, if any (it stays valid until it expires or the permission is withdrawn). */
   replacedGrantId?: string;
 }
 
@@ -52,6 +52,8 @@ export interface PermissionStore {
   linkRefreshToken(link: RefreshTokenLink): Promise<void>;
   refreshTokenLink(tokenHash: string): Promise<RefreshTokenLink | undefined>;
   refreshTokensOfGrant(grantId: string): Promise<RefreshTokenLink[]>;
+  /** Every grant that ever backed this permission (one per grant or renewal). */
+  grantIdsOf(permissionId: string): Promise<string[]>;
   /** Adds an `expired` event to records whose expiry passed and has not been recorded yet. */
   recordExpiries(now: Date): Promise<Permission[]>;
 }

@@ -39,12 +39,13 @@ export class Permissions {
     return this.#d.store;
   }
 
-  /** The SME allowed: create or renew the record; a renewal retires the grant it replaces. */
+  /**
+   * The SME allowed: create or renew the record. A renewal does not revoke the grant it
+   * follows: that grant's tokens stay valid until they expire or the permission is withdrawn, so
+   * two people of one organisation deciding at the same moment both complete their flows.
+   */
   async grant(grant: NewGrant, facts: RequestFacts = {}): Promise<Permission> {
     const outcome = await this.#d.store.recordGrant(grant);
-    if (outcome.replacedGrantId && outcome.replacedGrantId !== grant.grantId) {
-      await revokeGrant(this.#d.oidcStore, outcome.replacedGrantId);
-    }
     await this.#d.audit.append({
       kind: 'decision', at: grant.at, actor: grant.userId, client: grant.clientId, license: grant.license, ...facts,
       detail: { decision: 'allow', outcome: outcome.kind, permission: outcome.permission.id, meters: grant.meters, permissionTextSha256: grant.permissionTextSha256 },
@@ -62,9 +63,11 @@ export class Permissions {
     const result = await this.#d.store.withdraw(permissionId, at, by, actor, reason);
     if (!result) return undefined;
     const { permission, changed } = result;
-    // Links to refresh tokens outlive the tokens: read them before anything else happens.
-    const links = await this.#d.store.refreshTokensOfGrant(permission.grantId);
-    await revokeGrant(this.#d.oidcStore, permission.grantId);
+    // Every grant that ever backed the permission dies with it. Links to refresh tokens
+    // outlive the tokens: read them before anything else happens.
+    const grantIds = await this.#d.store.grantIdsOf(permission.id);
+    const links = (await Promise.all(grantIds.map((id) => this.#d.store.refreshTokensOfGrant(id)))).flat();
+    for (const grantId of grantIds) await revokeGrant(this.#d.oidcStore, grantId);
     if (changed) {
       await this.#d.audit.append({ kind: 'withdrawal', at, actor, client: permission.clientId, license: permission.license, ...facts, detail: { by, reason, permission: permission.id } });
     }
@@ -89,7 +92,7 @@ export class Permissions {
   /** RFC 7009 revocation by the client of a token of this grant. */
   async withdrawnByClient(grantId: string, clientId: string, facts: RequestFacts = {}) {
     const permission = await this.#d.store.byGrantId(grantId);
-    if (!permission || permission.grantId !== grantId) return undefined;
+    if (!permission) return undefined;
     return this.withdraw(permission.id, 'client', clientId, 'the client application revoked its token', facts);
   }
 
@@ -115,7 +118,7 @@ export class Permissions {
   async recordExpiries(): Promise<number> {
     const expired = await this.#d.store.recordExpiries(this.#d.now());
     for (const p of expired) {
-      await revokeGrant(this.#d.oidcStore, p.grantId);
+      for (const grantId of await this.#d.store.grantIdsOf(p.id)) await revokeGrant(this.#d.oidcStore, grantId);
       await this.#d.audit.append({ kind: 'expiry_seen', at: this.#d.now(), actor: 'system', client: p.clientId, license: p.license, detail: { permission: p.id, expires: p.expires.toISOString() } });
     }
     return expired.length;

@@ -185,6 +185,10 @@ export class SqlitePermissionStore implements PermissionStore {
     return (this.#db.prepare('SELECT * FROM refresh_token_link WHERE grant_id = ?').all(grantId) as unknown as LinkRow[]).map((r) => this.#link(r));
   }
 
+  async grantIdsOf(permissionId: string) {
+    return (this.#db.prepare('SELECT grant_id FROM permission_grant WHERE permission_id = ?').all(permissionId) as { grant_id: string }[]).map((r) => r.grant_id);
+  }
+
   async recordExpiries(now: Date) {
     return this.#transaction(() => {
       const due = (this.#db.prepare('SELECT * FROM permission WHERE revoked IS NULL AND expiry_recorded = 0 AND expires <= ?').all(now.getTime()) as unknown as Row[]).map(toPermission);

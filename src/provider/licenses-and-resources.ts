@@ -135,7 +135,8 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
             const grantId = grantOfRequest(ctx);
             const permission = grantId ? await options.permissions.byGrantId(grantId) : undefined;
             const now = options.now();
-            if (!permission || permission.grantId !== grantId || permissionStatus(permission, now) !== 'active') {
+            // Any grant of the permission will do (a renewal does not retire the one before it).
+            if (!permission || permissionStatus(permission, now) !== 'active') {
               throw new errors.InvalidGrant('the permission behind this grant is not active');
             }
             const remaining = Math.floor((permission.expires.getTime() - now.getTime()) / 1000);

@@ -104,7 +104,7 @@ describe('a permission through its life: record, renewal, expiry, withdrawal, me
     expect((await permissionOf('no-such-token')).status).toBe(404);
   });
 
-  it('renews the same record when the SME grants again, keeps both in the history, and retires the old grant', async () => {
+  it('renews the same record when the SME grants again, keeps both in the history, and a withdrawal ends both grants', async () => {
     const first = await grantedTokens();
     const before = (await permissionOf(first.refresh_token!)).json.permission as Record<string, string>;
     await new Promise((r) => setTimeout(r, 1100));
@@ -114,13 +114,19 @@ describe('a permission through its life: record, renewal, expiry, withdrawal, me
     expect(after.account).toBe(before.account);
     expect(new Date(after.lastGranted).getTime()).toBeGreaterThan(new Date(before.lastGranted).getTime());
     expect(new Date(after.expires).getTime()).toBeGreaterThan(new Date(before.expires).getTime());
-    expect(await introspect(first.access_token)).toBe(false);
+    // The earlier grant is not retired by the renewal (so simultaneous decisions both complete)...
+    expect(await introspect(first.access_token)).toBe(true);
     expect(await introspect(second.access_token)).toBe(true);
     const permission = await server.permissions.store.byOrganisation(((await server.smeAccounts.findOrganisation(SME.organisation)))!.id);
     const current = permission.find((p) => !p.revoked && p.clientId === bankCredentials.applicationUrl)!;
     const kinds = (await server.permissions.store.history(current.id)).map((e) => e.kind);
     expect(kinds.filter((k) => k === 'granted')).toHaveLength(1);
     expect(kinds.filter((k) => k === 'renewed').length).toBeGreaterThanOrEqual(1);
+    // ...but a withdrawal ends every grant the permission ever had.
+    await server.permissions.withdraw(current.id, 'sme', 'usr_test', 'ending both grants');
+    expect(await introspect(first.access_token)).toBe(false);
+    expect(await introspect(second.access_token)).toBe(false);
+    await expect(oauth.refreshTokenGrant(bank.config, first.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
   it('expires without being revoked: tokens and refresh stop, the record keeps no revoked', async () => {
