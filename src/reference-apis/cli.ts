@@ -28,6 +28,8 @@ import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { openSqliteDatabase } from '../adapters/sqlite-database.ts';
 import { ClientCertificateTrust } from '../pki/client-certificate.ts';
 import { permissionGuard } from '../resource-server/guard.ts';
+import { initDevSigning, loadDevSigner } from '../provenance/dev-signing.ts';
+import { ib1ProvenanceHook } from '../provenance/reference-api-hook.ts';
 import { listenResourceServer } from '../resource-server/listener.ts';
 import { CarbonIntensityClient, DEFAULT_CARBON_INTENSITY_URL, normaliseOutcode, SqliteIntensityStore } from './carbon-intensity.ts';
 import { consumptionApi, consumptionLicenses } from './consumption-api.ts';
@@ -186,15 +188,20 @@ async function serve(api: 'consumption' | 'emissions'): Promise<void> {
     licenses, cacheSeconds, log,
   });
   const db = database();
+  // Responses carry an IB1 provenance record signed with the operator's signing certificate
+  // (made in the dev trust framework on first use; a real one from IB1 in production).
+  const signingDir = env('REFERENCE_SIGNING_DIR', path.join(pki, 'signing'));
+  await initDevSigning(signingDir, { applicationUrl: guard.clientId, organisation: process.env.OPERATOR_NAME ?? 'Perseus Demo Operator', roles: [api === 'consumption' ? 'energy-data-provider' : 'carbon-accounting-provider'] });
+  const provenance = ib1ProvenanceHook({ signer: loadDevSigner(signingDir), origin: guard.clientId });
   let app;
   if (api === 'consumption') {
-    app = consumptionApi({ guard, readings: new SqliteReadingStore(db), origin: guard.clientId, log });
+    app = consumptionApi({ guard, readings: new SqliteReadingStore(db), origin: guard.clientId, log, provenance });
   } else {
     const intensity = new SqliteIntensityStore(db);
     const factor = process.env.GAS_EMISSION_FACTOR ? Number(process.env.GAS_EMISSION_FACTOR) : undefined;
     if (factor !== undefined && !(factor > 0)) throw new UsageError('GAS_EMISSION_FACTOR must be a positive number of kg CO2e per kWh');
     app = emissionsApi({
-      guard, consumption: storeConsumptionSource(new SqliteReadingStore(db)), intensity, origin: guard.clientId, log,
+      guard, consumption: storeConsumptionSource(new SqliteReadingStore(db)), intensity, origin: guard.clientId, log, provenance,
       intensityClient: new CarbonIntensityClient({ store: intensity, baseUrl: env('CARBON_INTENSITY_URL', DEFAULT_CARBON_INTENSITY_URL), log }),
       gasFactor: factor === undefined ? GAS_EMISSION_FACTOR : { kgCO2ePerKWh: factor, source: 'GAS_EMISSION_FACTOR (configured by the operator)' },
     });
