@@ -12,6 +12,7 @@ import { devPkiPaths, issueDevClientCertificate, initDevPki, roleUrl } from './p
 import { recordApplication } from './pki/directory-file.ts';
 import { publishDevCrls } from './pki/dev-revocation.ts';
 import { loadOrCreateKeys, rotateKeys, type KeyRotationStep } from './provider/keys.ts';
+import { effectiveConfiguration, formatConfigCheck } from './ops/config-schema.ts';
 
 /**
  * `npm run cli -- <command>`: operator commands.
@@ -29,12 +30,13 @@ const USAGE = `usage:
   npm run cli -- permission withdraw --id <permission id> [--reason <text>]
   npm run cli -- audit verify
   npm run cli -- keys stage-signing | promote-signing | retire-signing | rotate-cookies
-  npm run cli -- db init`;
+  npm run cli -- db init
+  npm run cli -- config check`;
 
 class UsageError extends Error {}
 
 const COMMANDS = new Set(['pki init', 'pki client', 'pki revoke', 'pki crl', 'sme add', 'permission list', 'permission withdraw', 'audit verify',
-  'keys stage-signing', 'keys promote-signing', 'keys retire-signing', 'keys rotate-cookies', 'db init']);
+  'keys stage-signing', 'keys promote-signing', 'keys retire-signing', 'keys rotate-cookies', 'db init', 'config check']);
 
 function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
   try {
@@ -47,6 +49,13 @@ function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
 async function run(argv: string[]): Promise<void> {
   const [group, command, ...rest] = argv;
   if (!COMMANDS.has(`${group} ${command}`)) throw new UsageError(`unknown command "${[group, command].filter(Boolean).join(' ')}"`);
+  if (group === 'config' && command === 'check') {
+    // Before loadConfig, which stops at a bad configuration: list every problem, secrets masked.
+    const report = effectiveConfiguration();
+    console.log(formatConfigCheck(report));
+    if (!report.ok) process.exitCode = 1;
+    return;
+  }
   const config = loadConfig();
   const pkiDir = path.join(config.dataDir, 'pki');
 
@@ -164,7 +173,9 @@ run(process.argv.slice(2)).catch((err: unknown) => {
     console.error(`${err.message}\n${USAGE}`);
     process.exit(2);
   }
-  const message = err instanceof ConfigError ? `configuration error: ${err.message}` : `error: ${(err as Error)?.message ?? String(err)}`;
+  const message = err instanceof ConfigError
+    ? err.issues.map((issue) => `configuration error: ${issue.message}`).join('\n')
+    : `error: ${(err as Error)?.message ?? String(err)}`;
   console.error(message);
   process.exit(1);
 });

@@ -4,6 +4,9 @@ import { ensureDevTrustFramework } from './config/dev-setup.ts';
 import { ConfigError, loadConfig, type ServerConfig } from './config/environment.ts';
 import { initialiseProductionIndexes } from './consent/production-stores.ts';
 import { startServer } from './server.ts';
+import { clusterMetricsSource } from './ops/metrics.ts';
+import { startMetricsServer, workersReadiness } from './ops/metrics-server.ts';
+import { handleSignals } from './ops/shutdown.ts';
 
 /**
  * `npm start`: serve the issuer. On a fresh checkout it first makes the dev trust framework (a
@@ -23,20 +26,16 @@ async function prepare(config: ServerConfig): Promise<void> {
 async function serve(config: ServerConfig): Promise<void> {
   const server = await startServer(config);
   const who = cluster.isWorker ? ` (worker ${cluster.worker?.id})` : '';
-  console.log(`Perseus authorization server${who}: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`);
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) process.exit(1); // a second signal forces exit
-    stopping = true;
-    console.log(`${signal}: closing listeners and stores${who}`);
-    server.close().then(() => process.exit(0), () => process.exit(1));
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  console.log(`Perseus authorization server${who}: issuer ${config.issuer} (public, port ${server.publicPort}), mTLS ${config.mtlsOrigin} (port ${server.mtlsPort}), data in ${config.dataDir}`
+    + (server.metricsPort !== undefined ? `, metrics and health on http://${config.metricsHost}:${server.metricsPort}` : ''));
+  // SIGTERM/SIGINT: stop accepting, let requests in flight finish (SHUTDOWN_TIMEOUT), stop the
+  // outbox worker, close the stores, exit 0 (1 if a request was cut or a step failed); a second
+  // signal exits at once.
+  handleSignals(server.shutdown, { announce: (signal) => console.log(`${signal}: closing listeners and stores${who}`) });
 }
 
-function supervise(workers: number): void {
+async function supervise(config: ServerConfig): Promise<void> {
+  const workers = config.workers;
   let stopping = false;
   const fork = () => cluster.fork();
   for (let i = 0; i < workers; i++) fork();
@@ -45,14 +44,21 @@ function supervise(workers: number): void {
     console.error(`worker ${worker.id} exited (${signal ?? code}); starting another`);
     fork();
   });
+  // The metrics listener of a cluster lives in the primary: the sum of every worker's metrics.
+  const metricsServer = config.metricsPort === undefined ? undefined : await startMetricsServer({
+    host: config.metricsHost, port: config.metricsPort, registry: clusterMetricsSource(),
+    ready: workersReadiness(() => Object.values(cluster.workers ?? {}), workers),
+  });
+  if (metricsServer) console.log(`metrics and health of the ${workers} workers on http://${config.metricsHost}:${metricsServer.port}`);
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) process.exit(1);
     stopping = true;
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
     const wait = setInterval(() => {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      if (Object.keys(cluster.workers ?? {}).length > 0) return;
+      clearInterval(wait);
+      void (metricsServer?.close() ?? Promise.resolve()).then(() => process.exit(0));
     }, 100);
-    wait.unref();
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -61,13 +67,15 @@ function supervise(workers: number): void {
 async function main(): Promise<void> {
   const config = loadConfig();
   if (cluster.isPrimary) await prepare(config);
-  if (cluster.isPrimary && config.workers > 1) supervise(config.workers);
+  if (cluster.isPrimary && config.workers > 1) await supervise(config);
   else await serve(config);
 }
 
 main().catch((err: unknown) => {
-  // Bad configuration is one line naming the variable; anything else is one line too.
-  const message = err instanceof ConfigError ? `configuration error: ${err.message}` : `cannot start: ${(err as Error)?.message ?? String(err)}`;
+  // Bad configuration: one line per problem, every problem at once; anything else is one line.
+  const message = err instanceof ConfigError
+    ? err.issues.map((issue) => `configuration error: ${issue.message}`).join('\n')
+    : `cannot start: ${(err as Error)?.message ?? String(err)}`;
   console.error(message);
   process.exit(1);
 });

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { readFileSync, existsSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -28,7 +29,7 @@ import { pushedRequestsOnly } from './http/pushed-requests-only.ts';
 import { noteStoreFailures, storeUnavailableAnswers } from './http/store-unavailable.ts';
 import { serveMetadata } from './http/metadata.ts';
 import { pageErrors } from './http/page-errors.ts';
-import { requestLog, stdoutSink, type LogSink } from './http/request-log.ts';
+import type { LogSink } from './http/request-log.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { reloadCertificatesOnChange } from './http/tls-reload.ts';
 import { staticAssets } from './http/static-assets.ts';
@@ -40,6 +41,14 @@ import { TrustedProxies, trustedForwarding } from './http/trusted-proxies.ts';
 import { proxyClientCertificate } from './http/proxy-client-certificate.ts';
 import { createProvider, ROUTES } from './provider/index.ts';
 import { Pages } from './views/render.ts';
+import { createLogger, loggerFromSink, logSink, requestLogger, type Logger } from './ops/logger.ts';
+import {
+  createMetrics, instrumentOidcStore, observeAuditLog, observeProvider, shareMetricsWithPrimary, type PerseusMetrics, type ProviderEvents,
+} from './ops/metrics.ts';
+import { readinessCheck, startMetricsServer, type MetricsServer } from './ops/metrics-server.ts';
+import { noteOAuthError } from './ops/outcome.ts';
+import { clientRateLimit, MemoryRateLimitStore, RateLimiter, RedisRateLimitStore, signInLimits, type RateLimitStore } from './ops/rate-limit.ts';
+import { createShutdown, type Shutdown } from './ops/shutdown.ts';
 
 /** TLS 1.2 suites the FAPI 2.0 Security Profile allows (TLS 1.3 suites are all allowed). */
 const FAPI_TLS12_CIPHERS = [
@@ -49,7 +58,12 @@ const FAPI_TLS12_CIPHERS = [
 ].join(':');
 
 export interface StartOptions {
+  /** Where log lines go, as objects (tests). Default: pino JSON lines on stdout at LOG_LEVEL. */
   log?: LogSink;
+  /** A pino logger instead (wins over `log`). */
+  logger?: Logger;
+  /** Metrics registry and helpers (tests may pass their own). */
+  metrics?: PerseusMetrics;
   /** The clock for permission dates and certificate validity (tests move it). */
   now?: () => Date;
 }
@@ -64,6 +78,12 @@ export interface RunningServer {
   outboxStore: OutboxStore;
   publicPort: number;
   mtlsPort: number;
+  metrics: PerseusMetrics;
+  /** Port of the internal metrics/health listener, when METRICS_PORT is set (not in cluster workers: the primary serves it). */
+  metricsPort: number | undefined;
+  /** Graceful shutdown; main.ts hands it to handleSignals. */
+  shutdown: Shutdown;
+  /** The graceful shutdown; resolves when every closer ran. */
   close(): Promise<void>;
 }
 
@@ -76,7 +96,10 @@ function readRequired(file: string, variable: string): Buffer {
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions = {}): Promise<RunningServer> {
-  const log = options.log ?? stdoutSink;
+  const logger = options.logger ?? (options.log ? loggerFromSink(options.log, config.logLevel) : createLogger({ level: config.logLevel }));
+  // Every LogSink caller writes through pino: redacted, scrubbed, with the request id.
+  const log = logSink(logger);
+  const metrics = options.metrics ?? createMetrics({ defaultMetrics: config.metricsPort !== undefined });
   const now = options.now ?? (() => new Date());
 
   const tls = { cert: readRequired(config.tlsCertFile, 'TLS_CERT_FILE'), key: readRequired(config.tlsKeyFile, 'TLS_KEY_FILE') };
@@ -95,18 +118,22 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     await revocation.start(); // rejects with one line: "CRL source <url> could not be loaded within 30 s: <why>"
     for (const issuer of revocation.uncoveredIssuers()) log({ msg: 'no CRL loaded for a trusted CA: its certificates will be refused', issuer });
     verifier = withRevocationCheck(trust, revocation, { intermediates: config.crlIntermediates });
+    metrics.watchRevocation(revocation);
   }
   const proxies = new TrustedProxies(config.trustedProxies);
 
   let outbox: OutboxWorker | undefined;
   const domain = await openDomain(config, { now, log, refreshLicenses: true, onMessageQueued: () => outbox?.nudge() });
   const { keys, catalog, names, smeAccounts, permissionStore, audit, outboxStore, permissions, dataPeriodMonths } = domain;
-  const store = domain.oidcStore;
+  const store = instrumentOidcStore(domain.oidcStore, metrics);
+  observeAuditLog(audit, metrics);
+  metrics.watchOutbox(outboxStore);
   const pages = new Pages(config.operatorName);
   const resourceIndicator = `${config.issuer}/data`;
   outbox = new OutboxWorker(outboxStore, messageDeliverer(config), {
     pollMs: 2_000, initialBackoffMs: 1_000, maxBackoffMs: 10 * 60_000, giveUpAfterMs: config.outboxGiveUpAfter * 1000, now,
   }, async (message, outcome, error) => {
+    metrics.outboxDelivery(outcome);
     if (outcome === 'retry') return;
     await audit.append({ kind: outcome === 'delivered' ? 'message_delivered' : 'message_given_up', at: now(), actor: 'system', detail: { message: message.id, target: message.target, attempts: message.attempts + 1, error } });
   });
@@ -124,6 +151,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     dataPeriodMonths,
     now,
     renderError: async (ctx, out) => {
+      noteOAuthError(ctx, out.error);
       ctx.type = 'html';
       ctx.body = pages.render('error', {
         title: 'Request not accepted', heading: 'This request could not be completed',
@@ -132,12 +160,34 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     },
   });
   noteStoreFailures(provider);
+  observeProvider(provider as unknown as ProviderEvents, metrics);
   // Client authentication failures carry no detail in responses; log their reason instead.
   for (const event of ['server_error', 'grant.error', 'introspection.error', 'revocation.error', 'pushed_authorization_request.error', 'authorization.error'] as const) {
     (provider as unknown as NodeJS.EventEmitter).on(event, (_ctx: unknown, err: Error & { error_description?: string }) => {
       log({ msg: event, error: err?.name, description: err?.error_description ?? (event === 'server_error' ? err?.message : undefined) });
     });
   }
+
+  // Rate limits: in memory on the embedded store (per process), in Redis with STORAGE=mongo (shared).
+  const rateStore: RateLimitStore = config.storage === 'mongo' && config.redisUrl
+    ? await RedisRateLimitStore.connect(config.redisUrl, { connectTimeoutMs: config.storeTimeoutMs })
+    : new MemoryRateLimitStore();
+  const limiterOptions = {
+    onLimited: (rule: string) => metrics.rateLimited(rule),
+    onStoreError: (error: unknown, rule: string) => log({ msg: 'rate limit store failed; request let through', rule, error: (error as Error)?.name }),
+  };
+  const signIn = signInLimits({
+    perIp: new RateLimiter(rateStore, { name: 'sign-in-ip', ...config.rateLimitSignInIp }, limiterOptions),
+    perAccount: new RateLimiter(rateStore, { name: 'sign-in-account', ...config.rateLimitSignInAccount }, limiterOptions),
+    answer: (ctx, decision) => {
+      ctx.type = 'html';
+      ctx.body = pages.render('error', {
+        title: 'Too many attempts', heading: 'Too many sign-in attempts',
+        message: `For your security, please wait ${Math.ceil(decision.retryAfterSeconds / 60)} minute(s) before trying again.`, code: 'rate_limited',
+      });
+    },
+  });
+  const clientLimiter = new RateLimiter(rateStore, { name: 'client', ...config.rateLimitClient }, limiterOptions);
 
   const metadata = serveMetadata({ issuer: config.issuer, mtlsOrigin: config.mtlsOrigin, licenses: catalog.urls() });
 
@@ -147,7 +197,8 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     publicApp.proxy = true;
     publicApp.use(trustedForwarding(proxies));
   }
-  publicApp.use(requestLog('public', log));
+  publicApp.use(requestLogger({ logger, listener: 'public' }));
+  publicApp.use(metrics.httpMetrics('public'));
   publicApp.use(securityHeaders());
   publicApp.use(pageErrors(pages, log));
   publicApp.use(storeUnavailableAnswers('person', pages));
@@ -156,10 +207,11 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   publicApp.use(pushedRequestsOnly(ROUTES.authorization, pages));
   publicApp.use(staticAssets(path.join(import.meta.dirname, 'views/assets'), ['site.css', 'favicon.svg']));
   publicApp.use(healthRoutes(store, revocation));
+  publicApp.use(signIn.middleware);
   const csrf = new CsrfTokens(keys.csrfSecret);
   const parties = { CAP: config.capName, EDP: config.edpName, capProcess: `visiting your permissions dashboard at ${config.issuer}/dashboard`, edpPrivacyPolicyUrl: config.edpPrivacyPolicyUrl };
-  const interactions = interactionRoutes({ provider, smeAccounts, catalog, csrf, pages, names, permissions, audit, dataPeriodMonths, parties, resourceIndicator, now });
-  const dashboard = dashboardRoutes({ smeAccounts, sessions: domain.sessions, permissions, audit, catalog, names, csrf, pages, issuer: config.issuer, now });
+  const interactions = interactionRoutes({ provider, smeAccounts, catalog, csrf, pages, names, permissions, audit, dataPeriodMonths, parties, resourceIndicator, now, signInLimits: signIn });
+  const dashboard = dashboardRoutes({ smeAccounts, sessions: domain.sessions, permissions, audit, catalog, names, csrf, pages, issuer: config.issuer, now, signInLimits: signIn });
   const evidence = evidenceRoutes({
     store: permissionStore, smeAccounts, catalog, names, pages, now,
     parties: (clientId, licenseUrl) => partiesFor(catalog.get(licenseUrl) ?? { requiredRole: '' }, names.of(clientId).organisation, parties),
@@ -178,14 +230,16 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
       mtlsApp.use(proxyClientCertificate({ proxies, header: config.clientCertHeader, chainHeader: config.clientCertChainHeader, log }));
     }
   }
+  mtlsApp.use(requestLogger({ logger, listener: 'mtls' }));
+  mtlsApp.use(metrics.httpMetrics('mtls'));
   mtlsApp.use(verifyClientCertificate(verifier, now));
-  mtlsApp.use(requestLog('mtls', log));
   mtlsApp.use(securityHeaders());
   mtlsApp.use(storeUnavailableAnswers('machine'));
   mtlsApp.use(mtlsListenerOnly());
   mtlsApp.use(metadata);
   mtlsApp.use(healthRoutes(store, revocation));
   mtlsApp.use(requireClientCertificate());
+  mtlsApp.use(clientRateLimit(clientLimiter, [ROUTES.pushed_authorization_request, ROUTES.token]));
   mtlsApp.use(introspectionGate(ROUTES.introspection, config.resourceServers));
   mtlsApp.use(permissionEndpoint(PERMISSION_PATH, { store: permissionStore, provider, issuer: config.issuer }));
   mtlsApp.use(machineAudit({ par: ROUTES.pushed_authorization_request, revocation: ROUTES.revocation }, { audit, permissions, now }));
@@ -204,26 +258,43 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
     server.once('error', reject);
     server.listen(port, config.listenHost, () => resolve((server.address() as AddressInfo).port));
   });
+  const worker = outbox;
+  let metricsServer: MetricsServer | undefined;
+  let expiryTimer: NodeJS.Timeout | undefined;
+  // Before the listeners accept anything, so that every request is tracked.
+  const shutdown = createShutdown({
+    servers: [publicServer, mtlsServer],
+    deadlineMs: config.shutdownTimeout * 1000,
+    log,
+    closers: [
+      { name: 'timers', close: () => { clearInterval(expiryTimer); stopWatchingTls(); revocation?.stop(); } },
+      { name: 'outbox worker', close: () => worker.stop() },
+      { name: 'rate limit store', close: () => rateStore.close() },
+      { name: 'stores', close: () => domain.close() },
+      { name: 'metrics listener', close: () => metricsServer?.close() },
+    ],
+  });
   const publicPort = await listen(publicServer, config.publicPort);
   const mtlsPort = await listen(mtlsServer, config.mtlsPort);
+  if (config.metricsPort !== undefined && cluster.isWorker) {
+    shareMetricsWithPrimary(metrics); // the primary serves every worker's sum (main.ts)
+  } else if (config.metricsPort !== undefined) {
+    const ready = readinessCheck({ store, revocation });
+    metricsServer = await startMetricsServer({
+      host: config.metricsHost, port: config.metricsPort, registry: metrics.registry,
+      // Not ready once shutting down, so that the orchestrator stops sending traffic first.
+      ready: async () => (shutdown.started ? { ok: false, details: { status: 'shutting down' } } : ready()),
+    });
+  }
   outbox.start();
-  const worker = outbox;
-  const expiryTimer = setInterval(() => void permissions.recordExpiries().catch((err: Error) => log({ msg: 'expiry sweep failed', error: err.name })), 60_000);
+  expiryTimer = setInterval(() => void permissions.recordExpiries().catch((err: Error) => log({ msg: 'expiry sweep failed', error: err.name })), 60_000);
   expiryTimer.unref();
 
   return {
     config, provider, smeAccounts, permissions, audit, outbox: worker, outboxStore, publicPort, mtlsPort,
+    metrics, metricsPort: metricsServer?.port, shutdown,
     async close() {
-      clearInterval(expiryTimer);
-      stopWatchingTls();
-      revocation?.stop();
-      const stop = (server: https.Server) => new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await Promise.all([stop(publicServer), stop(mtlsServer)]);
-      await worker.stop();
-      await domain.close();
+      await shutdown.shutdown('close');
     },
   };
 }

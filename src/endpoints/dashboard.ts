@@ -14,6 +14,7 @@ import { field, readForm } from '../http/form-body.ts';
 import type { ApplicationDirectory } from '../trust/directory-client.ts';
 import type { Pages } from '../views/render.ts';
 import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
+import type { SignInLimits } from '../ops/rate-limit.ts';
 
 /**
  * The SME dashboard: every permission of the organisation with its client, license, status,
@@ -30,6 +31,8 @@ export interface DashboardDeps {
   pages: Pages;
   issuer: string;
   now: () => Date;
+  /** Per-account sign-in limit (the per-IP limit is a middleware in front of these routes). */
+  signInLimits?: SignInLimits;
 }
 
 const SESSION_COOKIE = 'perseus_sme';
@@ -102,10 +105,17 @@ export function dashboardRoutes(deps: DashboardDeps): Router {
       return;
     }
     const email = field(form, 'email');
+    const emailHash = hashIdentifier(email.trim().toLowerCase());
+    const limit = await deps.signInLimits?.checkSignInAccount(emailHash);
+    if (limit && !limit.allowed) {
+      ctx.set('Retry-After', String(limit.retryAfterSeconds));
+      return showSignIn(ctx, 429, 'Too many sign-in attempts for this account. Please wait a few minutes and try again.', email);
+    }
     const user = await deps.smeAccounts.authenticate(email, field(form, 'password'));
+    if (user) await deps.signInLimits?.signInSucceeded(emailHash);
     await deps.audit.append({
       kind: user ? 'sign_in' : 'sign_in_failed', at: deps.now(), actor: user?.id ?? 'unknown', ip: ctx.ip, userAgent: ctx.get('user-agent'),
-      detail: user ? { organisation: user.organisationId, to: 'dashboard' } : { emailHash: hashIdentifier(email.trim().toLowerCase()), to: 'dashboard' },
+      detail: user ? { organisation: user.organisationId, to: 'dashboard' } : { emailHash, to: 'dashboard' },
     });
     if (!user) return showSignIn(ctx, 401, 'The email address or password is not right.', email);
     // A fresh session id at every sign-in; any previous session of this browser ends.

@@ -13,6 +13,7 @@ import { field, FormError, readForm } from '../http/form-body.ts';
 import type { Pages } from '../views/render.ts';
 import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
 import type { ApplicationDirectory } from '../trust/directory-client.ts';
+import type { SignInLimits } from '../ops/rate-limit.ts';
 
 /**
  * The SME's side of an authorization: sign in, read what is asked, pick meters, allow or deny.
@@ -32,6 +33,8 @@ export interface InteractionDeps {
   audit: AuditLog;
   dataPeriodMonths: (license: License) => number;
   now: () => Date;
+  /** Per-account sign-in limit (the per-IP limit is a middleware in front of these routes). */
+  signInLimits?: SignInLimits;
 }
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
@@ -111,12 +114,21 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const form = await readForm(ctx);
     if (refuseForm(ctx, details, 'sign-in', form)) return;
     const email = field(form, 'email');
+    const emailHash = hashIdentifier(email.trim().toLowerCase());
+    const limit = await deps.signInLimits?.checkSignInAccount(emailHash);
+    if (limit && !limit.allowed) {
+      // Before the password check: a locked account costs no scrypt and reveals nothing.
+      ctx.set('Retry-After', String(limit.retryAfterSeconds));
+      showSignIn(ctx, details, 429, 'Too many sign-in attempts for this account. Please wait a few minutes and try again.', email);
+      return;
+    }
     const user = await smeAccounts.authenticate(email, field(form, 'password'));
+    if (user) await deps.signInLimits?.signInSucceeded(emailHash);
     const facts = { ip: ctx.ip, userAgent: ctx.get('user-agent') };
     await deps.audit.append({
       kind: user ? 'sign_in' : 'sign_in_failed', at: deps.now(), actor: user?.id ?? 'unknown', client: String(details.params.client_id), ...facts,
       // The email is not logged: it identifies a person. A failed attempt keeps only a hash.
-      detail: user ? { organisation: user.organisationId } : { emailHash: hashIdentifier(email.trim().toLowerCase()) },
+      detail: user ? { organisation: user.organisationId } : { emailHash },
     });
     if (!user) {
       // One answer for an unknown email and a wrong password: no account enumeration.

@@ -50,7 +50,7 @@ async function postViaProxy(credentials: ClientCredentials, agent: Agent) {
 it('refuses a revoked member certificate with 401 and accepts a good one', async () => {
   expect((await postForm(`${server.mtlsOrigin}/par`, form(revoked), revoked, tf.serverCa)).status).toBe(401);
   expect((await postForm(`${server.mtlsOrigin}/par`, form(good), good, tf.serverCa)).status).not.toBe(401);
-  expect(lines.filter((l) => l.msg === 'request' && l.path === '/par').map((l) => l.client)).toEqual([undefined, good.applicationUrl]);
+  expect(lines.filter((l) => l.msg === 'request' && l.route === '/par').map((l) => l.client)).toEqual([undefined, good.applicationUrl]);
 });
 
 it('reports CRL state on /health/ready', async () => {
