@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BANK_REDIRECT, pushAuthorization, smeDecides } from '../support/flows.ts';
 import { formAction, hiddenField, HttpBrowser, meterChoices } from '../support/http-browser.ts';
 import { oauthClient, postForm, type OAuthClient } from '../support/oauth-client.ts';
-import { freePort, startTestServer, startTestServerOn, storageUnderTest, type StorageUnderTest, type TestServer } from '../support/server.ts';
+import { startTestServerOn, storageUnderTest, type StorageUnderTest, type TestServer } from '../support/server.ts';
 import { TestTrustFramework, type ClientCredentials } from '../support/trust-framework.ts';
+import { serverProcess, type ServerProcess } from '../support/server-process.ts';
 
 const SME = { email: 'twin@workshop.example', password: 'two servers one store', organisation: 'Twin Workshop Ltd' };
 
@@ -13,7 +14,7 @@ describe('the production pair (MongoDB + Redis) shared by two servers, and losin
   let storage: StorageUnderTest;
   let tf: TestTrustFramework;
   let a: TestServer;
-  let b: TestServer;
+  let b: ServerProcess;
   let bankCredentials: ClientCredentials;
   let apiCredentials: ClientCredentials;
   let bank: OAuthClient;
@@ -26,20 +27,21 @@ describe('the production pair (MongoDB + Redis) shared by two servers, and losin
     apiCredentials = await tf.member('https://directory.example/a/pair-api', ['carbon-accounting-provider'], 'Pair CAP Ltd');
     env = { RESOURCE_SERVERS: apiCredentials.applicationUrl };
     a = await startTestServerOn(storage, tf, env);
-    // Server B is the same deployment (same issuer and origins) on other ports, as behind a load balancer.
-    const [pb, mb] = [await freePort(), await freePort()];
-    b = await startTestServer(tf, { ...storage.env, ...env, ISSUER: a.issuer, MTLS_ORIGIN: a.mtlsOrigin, PUBLIC_PORT: String(pb), MTLS_PORT: String(mb) });
+    // Server B is another OS process of the same deployment (same issuer and origins, its own
+    // ports), as behind a load balancer.
+    b = await serverProcess({ ...storage.env, ...env, DATA_DIR: tf.dataDir, ISSUER: a.issuer, MTLS_ORIGIN: a.mtlsOrigin, LOG_LEVEL: 'warn' });
+    await b.start();
     await a.smeAccounts.addSme({ ...SME, meters: ['1400000000001:CF10'] });
     bank = await oauthClient(a.issuer, bankCredentials, tf.serverCa);
   });
   afterAll(async () => {
     await a?.close();
-    await b?.close();
+    await b?.stop();
     await storage?.stop();
   });
 
   /** The stores reconnect by themselves: wait (bounded) until the server says it is ready. */
-  async function readyAgain(server: TestServer) {
+  async function readyAgain(server: { publicPort: number; issuer: string }) {
     const until = Date.now() + 15_000;
     for (;;) {
       const res = await new HttpBrowser(server.issuer, tf.serverCa).request(`https://localhost:${server.publicPort}/health/ready`);
@@ -49,8 +51,8 @@ describe('the production pair (MongoDB + Redis) shared by two servers, and losin
     }
   }
 
-  const at = (server: TestServer, path: string) => `https://localhost:${server.mtlsPort}${path}`;
-  const introspectAt = async (server: TestServer, token: string) =>
+  const at = (server: { mtlsPort: number }, path: string) => `https://localhost:${server.mtlsPort}${path}`;
+  const introspectAt = async (server: { mtlsPort: number }, token: string) =>
     (await postForm(at(server, '/introspect'), { client_id: apiCredentials.applicationUrl, token }, apiCredentials, tf.serverCa)).json.active;
 
   it('lets the SME consent through one server and the bank exchange the code at the other; a withdrawal at one is seen at the other at once', async () => {

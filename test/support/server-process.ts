@@ -7,6 +7,8 @@ import { freePort } from './server.ts';
  * middle of a step and start it again on the same ports and data.
  */
 export interface ServerProcess {
+  publicPort: number;
+  mtlsPort: number;
   issuer: string;
   mtlsOrigin: string;
   env: Record<string, string>;
@@ -17,14 +19,16 @@ export interface ServerProcess {
 
 export async function serverProcess(env: Record<string, string>): Promise<ServerProcess> {
   const [pub, mtls] = [await freePort(), await freePort()];
-  const full = { ...env, ISSUER: `https://localhost:${pub}`, MTLS_ORIGIN: `https://localhost:${mtls}` };
+  // ISSUER and MTLS_ORIGIN may be given (a second process of the same deployment); the process
+  // still listens on its own ports.
+  const full = { ISSUER: `https://localhost:${pub}`, MTLS_ORIGIN: `https://localhost:${mtls}`, ...env, PUBLIC_PORT: String(pub), MTLS_PORT: String(mtls) };
   let child: ChildProcess | undefined;
   const exited = () => new Promise<void>((resolve) => {
     if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once('exit', () => resolve());
   });
   return {
-    issuer: full.ISSUER, mtlsOrigin: full.MTLS_ORIGIN, env: full,
+    publicPort: pub, mtlsPort: mtls, issuer: full.ISSUER, mtlsOrigin: full.MTLS_ORIGIN, env: full,
     async start() {
       child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', 'src/main.ts'], { env: { ...process.env, ...full }, stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
