@@ -98,7 +98,7 @@ export async function openDomain(config: ServerConfig, options: OpenDomainOption
   const oidcStore = new TokenRecordingStore(baseStore, () => permissions!);
   permissions = new Permissions({
     store: permissionStore, oidcStore, audit, outbox: outboxStore, seal: new TokenSeal(keys.tokenSealKey),
-    messageDeliveryOf: (clientId) => names.of(clientId).messageDelivery, trustFrameworkUrl: config.trustFrameworkUrl,
+    messageDeliveryOf: async (clientId) => (await names.resolve(clientId)).messageDelivery, trustFrameworkUrl: config.trustFrameworkUrl,
     now: options.now, onMessageQueued: options.onMessageQueued,
   });
   return {

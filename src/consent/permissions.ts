@@ -20,7 +20,7 @@ export interface PermissionsDeps {
   outbox: OutboxStore;
   seal: TokenSeal;
   /** Where a client application receives messages (its Directory `messageDelivery`), if known. */
-  messageDeliveryOf: (clientId: string) => string | undefined;
+  messageDeliveryOf: (clientId: string) => Promise<string | undefined>;
   trustFrameworkUrl: string;
   now: () => Date;
   /** Called after a message was queued, to deliver it without waiting for the next poll. */
@@ -73,7 +73,7 @@ export class Permissions {
     }
     // The provider side tells the client; a client that withdrew itself already knows.
     if (changed && (by === 'sme' || by === 'operator')) {
-      const target = this.#d.messageDeliveryOf(permission.clientId);
+      const target = await this.#d.messageDeliveryOf(permission.clientId);
       for (const link of links) {
         if (!target) {
           await this.#d.audit.append({ kind: 'message_given_up', at, actor: 'system', client: permission.clientId, detail: { reason: 'no messageDelivery URL in the directory', permission: permission.id } });

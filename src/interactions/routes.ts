@@ -73,7 +73,8 @@ export function interactionRoutes(deps: InteractionDeps): Router {
     const license = licenseOf(details);
     if (!license) throw new Error('interaction without a license scope');
     const clientId = String(details.params.client_id);
-    const client = deps.names.of(clientId);
+    // The names the SME reads come from the Directory (bounded wait), else the local directory file.
+    const client = await deps.names.resolve(clientId);
     const now = deps.now();
     const parties = partiesFor(license, client.organisation, deps.parties);
     const organisation = await smeAccounts.organisation(who.organisationId);
