@@ -112,6 +112,8 @@ export interface OutboxWorkerOptions {
 export type Deliver = (message: OutboxMessage) => Promise<void>;
 export type DeliveryObserver = (message: OutboxMessage, outcome: 'delivered' | 'retry' | 'given_up', error?: string) => void | Promise<void>;
 
+export const LEASE_MS = 15_000;
+
 /** Delivers due messages; one pass at a time, never two passes at once in this process. */
 export class OutboxWorker {
   readonly #store: OutboxStore;
@@ -152,8 +154,9 @@ export class OutboxWorker {
 
   async #pass(): Promise<void> {
     const { now, initialBackoffMs, maxBackoffMs, giveUpAfterMs } = this.#options;
-    // The lease outlasts one delivery attempt (undici times out before it).
-    const due = await this.#store.claimDue(now(), 60_000, 20);
+    // The lease outlasts one delivery attempt (a delivery times out after 10 s) and is short, so a
+    // message whose worker died mid-delivery is due again within seconds of the lease ending.
+    const due = await this.#store.claimDue(now(), LEASE_MS, 20);
     for (const message of due) {
       try {
         await this.#deliver(message);

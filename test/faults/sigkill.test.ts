@@ -100,7 +100,7 @@ describe('the server killed with SIGKILL mid-step loses nothing and leaves nothi
     bank = await oauthClient(server.issuer, bankCredentials, tf.serverCa);
   });
 
-  it('killed while delivering a withdrawal message: the message is delivered after restart, the withdrawal recorded once, the audit chain intact', async () => {
+  it('killed while delivering a withdrawal message: the message is delivered after restart, the withdrawal recorded once, the audit chain intact', { timeout: 60_000 }, async () => {
     const pushed = await pushAuthorization(bank);
     const callback = await smeDecides(new HttpBrowser(server.issuer, tf.serverCa), pushed.authorizationUrl, SME);
     const tokens = await oauth.authorizationCodeGrant(bank.config, callback, { pkceCodeVerifier: pushed.codeVerifier, expectedState: pushed.state });
@@ -115,7 +115,8 @@ describe('the server killed with SIGKILL mid-step loses nothing and leaves nothi
     await server.kill();
     receiver.failNext(0);
     await server.start();
-    const deadline = Date.now() + 20_000;
+    // Killed mid-delivery, the message is leased for LEASE_MS (15 s), then due again.
+    const deadline = Date.now() + 40_000;
     const mine = () => receiver.received.filter((m) => (m.body.body as { token?: string }).token === tokens.refresh_token);
     while (mine().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(mine().length).toBeGreaterThanOrEqual(1);
