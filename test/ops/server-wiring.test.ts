@@ -21,12 +21,11 @@ import { SKIP_SERVICES } from '../support/services.ts';
 import { startTestServerOn, storageUnderTest, type StorageUnderTest, type TestServer } from '../support/server.ts';
 import { TestTrustFramework, type ClientCredentials } from '../support/trust-framework.ts';
 
-const WIRED = readFileSync(path.join(import.meta.dirname, '../../src/server.ts'), 'utf8').includes('./ops/metrics.ts');
 const SME = { email: 'owner@bakery.example', password: 'correct horse battery', organisation: 'Riverside Bakery Ltd' };
 
 type Wired = TestServer & { metrics: PerseusMetrics; metricsPort: number | undefined; shutdown: Shutdown };
 
-describe.skipIf(!WIRED).each(['sqlite', 'mongo'] as const)('operations wired into the server (STORAGE=%s)', (storageKind) => {
+describe.each(['sqlite', 'mongo'] as const)('operations wired into the server (STORAGE=%s)', (storageKind) => {
   const skip = storageKind === 'mongo' && SKIP_SERVICES;
   let storage: StorageUnderTest;
   let tf: TestTrustFramework;
