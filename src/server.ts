@@ -249,8 +249,15 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   // The CA list tells clients which certificate to present and lets OpenSSL build the chain;
   // the verdict itself is ours (pki/client-certificate.ts).
   const mtlsTls = { minVersion: 'TLSv1.3' as const, ca: [clientCa, knownIssuers].filter(Boolean) };
-  const publicServer = https.createServer({ ...tls, ...publicTls }, publicApp.callback());
-  const mtlsServer = https.createServer({ ...tls, ...mtlsTls, requestCert: true, rejectUnauthorized: false }, mtlsApp.callback());
+  // Slow or idle clients are cut off: headers within 10 s, a whole request within 30 s, idle
+  // keep-alive after 5 s, TLS handshakes within 10 s (Node's defaults allow minutes).
+  const limits = { headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000, handshakeTimeout: 10_000 };
+  const publicServer = https.createServer({ ...tls, ...publicTls, ...limits }, publicApp.callback());
+  const mtlsServer = https.createServer({ ...tls, ...mtlsTls, ...limits, requestCert: true, rejectUnauthorized: false }, mtlsApp.callback());
+  for (const server of [publicServer, mtlsServer]) {
+    server.maxHeadersCount = 100;
+    server.maxConnections = 4_096;
+  }
   const stopWatchingTls = reloadCertificatesOnChange({ cert: config.tlsCertFile, key: config.tlsKeyFile },
     [{ server: publicServer, options: publicTls }, { server: mtlsServer, options: mtlsTls }], log);
 

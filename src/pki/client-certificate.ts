@@ -16,7 +16,8 @@ export type ClientCertificateFailureCode =
   | 'multiple_uri_san'
   | 'bad_extension'
   | 'not_client_auth'
-  | 'ca_certificate';
+  | 'ca_certificate'
+  | 'bad_subject';
 
 export type ClientCertificateVerdict =
   | {
@@ -80,9 +81,25 @@ function fail(code: ClientCertificateFailureCode, message: string): Failure {
   return { ok: false, code, message };
 }
 
+/**
+ * A certificate's subject for a message. Bounded: the message reaches the client's error_description
+ * and the logs, and a hostile subject can be tens of kilobytes (found by
+ * test/hostile/certificates.test.ts, which saw a 16 KiB common name echoed back whole).
+ */
+const MAX_DESCRIBED = 200;
 function describe(certificate: X509Certificate): string {
-  return certificate.subject.replaceAll('\n', ', ');
+  const subject = certificate.subject.replaceAll('\n', ', ');
+  return subject.length > MAX_DESCRIBED ? `${subject.slice(0, MAX_DESCRIBED)}… (${subject.length} characters)` : subject;
 }
+
+/**
+ * IB1 member certificates name C, ST, O and CN (ib1-directory); a subject far past that is not a
+ * member certificate, whoever signed it, and its organisation would flow into records and logs.
+ * Bounds generous enough for any real subject (found by test/hostile/certificates.test.ts: a
+ * trusted-issuer leaf with 300 RDNs or a 16 KiB CN was accepted).
+ */
+const MAX_SUBJECT_RDNS = 16;
+const MAX_SUBJECT_BYTES = 2048;
 
 export class ClientCertificateTrust {
   readonly #roots: X509Certificate[];
@@ -204,6 +221,10 @@ function leafClaims(leaf: X509Certificate): LeafClaims | Failure {
 /** Decodes from the DER via @peculiar/x509; throws on anything malformed. */
 function decodeClaims(leaf: X509Certificate): LeafClaims | Failure {
   const parsed = new x509.X509Certificate(leaf.raw);
+  const subjectBytes = parsed.subjectName.toArrayBuffer().byteLength;
+  if (parsed.subjectName.toJSON().length > MAX_SUBJECT_RDNS || subjectBytes > MAX_SUBJECT_BYTES) {
+    return fail('bad_subject', `the certificate subject is too large (${parsed.subjectName.toJSON().length} RDNs, ${subjectBytes} bytes)`);
+  }
   const unknownCritical = parsed.extensions.find((extension) => extension.critical && !UNDERSTOOD_EXTENSIONS.has(extension.type));
   if (unknownCritical) return fail('bad_extension', `unsupported critical extension ${unknownCritical.type}`);
   const keyUsage = single(parsed, '2.5.29.15', (der) => new x509.KeyUsagesExtension(der));

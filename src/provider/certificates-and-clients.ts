@@ -17,6 +17,11 @@ const MAX_CLIENT_ID = 512;
 
 export function isApplicationUrl(value: string): boolean {
   if (value.length > MAX_CLIENT_ID) return false;
+  // The library refuses a client_id outside printable ASCII (RFC 6749 VSCHAR) as
+  // invalid_client_metadata, a 400 that blames the server's own metadata; such an id names no
+  // client (certificate URIs are ASCII), so it is unknown: invalid_client (found by
+  // test/hostile/properties.test.ts with invalid UTF-8 in client_id).
+  if (/[^\x20-\x7E]/.test(value)) return false;
   const url = URL.parse(value);
   return !!url && url.protocol === 'https:' && !url.username && !url.password && !url.hash;
 }

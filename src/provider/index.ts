@@ -54,6 +54,13 @@ function merge(...parts: Configuration[]): Configuration {
   return out;
 }
 
+/**
+ * Library routes machines call. Their errors are RFC 6749 JSON whatever the Accept header says: the
+ * library renders its HTML error page for any request that prefers text/html, so a client sending a
+ * browser's Accept header got a page from /token (found by test/hostile/properties.test.ts).
+ */
+const MACHINE_ROUTES = new Set(['pushed_authorization_request', 'token', 'revocation', 'introspection', 'jwks']);
+
 export function createProvider(parts: ProviderParts): Provider {
   const introspectors = new Set(parts.resourceServers);
   const configuration = merge(
@@ -73,7 +80,14 @@ export function createProvider(parts: ProviderParts): Provider {
         short: { signed: true, httpOnly: true, sameSite: 'lax', secure: true },
       },
       routes: ROUTES,
-      renderError: parts.renderError,
+      renderError: async (ctx, out, err) => {
+        if (MACHINE_ROUTES.has(ctx.oidc?.route)) {
+          ctx.type = 'json';
+          ctx.body = out;
+          return;
+        }
+        await parts.renderError(ctx, out, err);
+      },
       features: {
         introspection: {
           enabled: true,

@@ -59,6 +59,8 @@ export function profileConfiguration(options: ProfileOptions): Configuration {
     // The client asks only for the license scope; the server issues the refresh token itself.
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     features: {
+      // Sender constraint is mutual TLS (RFC 8705); DPoP is not part of IB1's profile.
+      dPoP: { enabled: false },
       fapi: { enabled: true, profile: '2.0' },
       pushedAuthorizationRequests: {
         enabled: true,
