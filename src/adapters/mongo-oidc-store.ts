@@ -47,6 +47,7 @@ import {
   grantAlreadyConsumed,
   grantNotFound,
   hashIdentifier,
+  ModelAdapter,
   preparePayload,
   restorePayload,
 } from './oidc-adapter-common.ts';
@@ -272,7 +273,7 @@ export class MongoOidcStore implements OidcStore {
     let adapter = this.#adapters.get(modelName);
     if (adapter === undefined) {
       ensureModelName(modelName);
-      adapter = new MongoOidcAdapter(this, modelName);
+      adapter = new ModelAdapter(this, modelName);
       this.#adapters.set(modelName, adapter);
     }
     return adapter;
@@ -473,51 +474,3 @@ export class MongoOidcStore implements OidcStore {
   }
 }
 
-/** The adapter for one model; oidc-provider keeps one per model class. */
-class MongoOidcAdapter implements OidcAdapter {
-  readonly #store: MongoOidcStore;
-  readonly #model: string;
-
-  constructor(store: MongoOidcStore, model: string) {
-    this.#store = store;
-    this.#model = model;
-  }
-
-  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    if (typeof id !== 'string' || id === '') {
-      throw new TypeError('id must be a non-empty string');
-    }
-    await this.#store.upsert(this.#model, id, payload, expiresIn);
-  }
-
-  async find(id: string): Promise<AdapterPayload | undefined> {
-    return typeof id === 'string' ? this.#store.find(this.#model, id) : undefined;
-  }
-
-  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return typeof uid === 'string' ? this.#store.findByIndex(this.#model, 'uid', uid) : undefined;
-  }
-
-  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return typeof userCode === 'string' ? this.#store.findByIndex(this.#model, 'userCode', userCode) : undefined;
-  }
-
-  async consume(id: string): Promise<void> {
-    if (typeof id !== 'string') {
-      throw grantNotFound();
-    }
-    await this.#store.consume(this.#model, id);
-  }
-
-  async destroy(id: string): Promise<void> {
-    if (typeof id === 'string') {
-      await this.#store.destroy(this.#model, id);
-    }
-  }
-
-  async revokeByGrantId(grantId: string): Promise<void> {
-    if (typeof grantId === 'string') {
-      await this.#store.revokeByGrantId(this.#model, grantId);
-    }
-  }
-}

@@ -163,3 +163,57 @@ export function oidcAdapterFactory(store: OidcStore): OidcAdapterConstructor {
   }
   return OidcStoreAdapter as unknown as OidcAdapterConstructor;
 }
+
+/**
+ * What a store does for one model. Every store implements these; `ModelAdapter` turns them into
+ * the adapter oidc-provider calls, with the argument checks the library relies on written once.
+ */
+export interface ModelOperations {
+  upsert(model: string, id: string, payload: AdapterPayload, expiresIn?: number): void | Promise<void>;
+  find(model: string, id: string): AdapterPayload | undefined | Promise<AdapterPayload | undefined>;
+  findByIndex(model: string, field: 'uid' | 'userCode', value: string): AdapterPayload | undefined | Promise<AdapterPayload | undefined>;
+  consume(model: string, id: string): void | Promise<void>;
+  destroy(model: string, id: string): void | Promise<void>;
+  revokeByGrantId(model: string, grantId: string): void | Promise<void>;
+}
+
+/** The adapter for one model; oidc-provider keeps one per model class. */
+export class ModelAdapter implements OidcAdapter {
+  readonly #ops: ModelOperations;
+  readonly #model: string;
+
+  constructor(ops: ModelOperations, model: string) {
+    this.#ops = ops;
+    this.#model = model;
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+    if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+    await this.#ops.upsert(this.#model, id, payload, expiresIn);
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return typeof id === 'string' ? this.#ops.find(this.#model, id) : undefined;
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return typeof uid === 'string' ? this.#ops.findByIndex(this.#model, 'uid', uid) : undefined;
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return typeof userCode === 'string' ? this.#ops.findByIndex(this.#model, 'userCode', userCode) : undefined;
+  }
+
+  async consume(id: string): Promise<void> {
+    if (typeof id !== 'string') throw grantNotFound();
+    await this.#ops.consume(this.#model, id);
+  }
+
+  async destroy(id: string): Promise<void> {
+    if (typeof id === 'string') await this.#ops.destroy(this.#model, id);
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    if (typeof grantId === 'string') await this.#ops.revokeByGrantId(this.#model, grantId);
+  }
+}

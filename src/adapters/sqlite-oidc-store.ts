@@ -5,6 +5,8 @@ import {
   grantAlreadyConsumed,
   grantNotFound,
   hashIdentifier,
+  ModelAdapter,
+  type ModelOperations,
   preparePayload,
   restorePayload,
 } from './oidc-adapter-common.ts';
@@ -154,13 +156,23 @@ export class SqliteOidcStore implements OidcStore {
     };
   }
 
+  /** The per-model operations, for ModelAdapter (node:sqlite is synchronous underneath). */
+  readonly #operations: ModelOperations = {
+    upsert: (model, id, payload, expiresIn) => this.upsertSync(model, id, payload, expiresIn),
+    find: (model, id) => this.findSync(model, id),
+    findByIndex: (model, field, value) => (field === 'uid' ? this.findByUidSync(model, value) : this.findByUserCodeSync(model, value)),
+    consume: (model, id) => this.consumeSync(model, id),
+    destroy: (model, id) => this.destroySync(model, id),
+    revokeByGrantId: (model, grantId) => this.revokeByGrantIdSync(model, grantId),
+  };
+
   adapterFor(modelName: string): OidcAdapter {
     if (typeof modelName !== 'string' || modelName === '') {
       throw new TypeError('model name must be a non-empty string');
     }
     let adapter = this.#adapters.get(modelName);
     if (adapter === undefined) {
-      adapter = new SqliteOidcAdapter(this, modelName);
+      adapter = new ModelAdapter(this.#operations, modelName);
       this.#adapters.set(modelName, adapter);
     }
     return adapter;
@@ -252,51 +264,3 @@ export class SqliteOidcStore implements OidcStore {
   }
 }
 
-/** The adapter for one model; oidc-provider keeps one per model class. */
-class SqliteOidcAdapter implements OidcAdapter {
-  readonly #store: SqliteOidcStore;
-  readonly #model: string;
-
-  constructor(store: SqliteOidcStore, model: string) {
-    this.#store = store;
-    this.#model = model;
-  }
-
-  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    if (typeof id !== 'string' || id === '') {
-      throw new TypeError('id must be a non-empty string');
-    }
-    this.#store.upsertSync(this.#model, id, payload, expiresIn);
-  }
-
-  async find(id: string): Promise<AdapterPayload | undefined> {
-    return typeof id === 'string' ? this.#store.findSync(this.#model, id) : undefined;
-  }
-
-  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return typeof uid === 'string' ? this.#store.findByUidSync(this.#model, uid) : undefined;
-  }
-
-  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    return typeof userCode === 'string' ? this.#store.findByUserCodeSync(this.#model, userCode) : undefined;
-  }
-
-  async consume(id: string): Promise<void> {
-    if (typeof id !== 'string') {
-      throw grantNotFound();
-    }
-    this.#store.consumeSync(this.#model, id);
-  }
-
-  async destroy(id: string): Promise<void> {
-    if (typeof id === 'string') {
-      this.#store.destroySync(this.#model, id);
-    }
-  }
-
-  async revokeByGrantId(grantId: string): Promise<void> {
-    if (typeof grantId === 'string') {
-      this.#store.revokeByGrantIdSync(this.#model, grantId);
-    }
-  }
-}
