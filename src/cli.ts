@@ -47,7 +47,8 @@ function options<T extends ParseArgsOptionsConfig>(args: string[], spec: T) {
 }
 
 async function run(argv: string[]): Promise<void> {
-  const [group, command, ...rest] = argv;
+  // `db:init` is accepted as another spelling of `db init`.
+  const [group, command, ...rest] = argv[0] === 'db:init' ? ['db', 'init', ...argv.slice(1)] : argv;
   if (!COMMANDS.has(`${group} ${command}`)) throw new UsageError(`unknown command "${[group, command].filter(Boolean).join(' ')}"`);
   if (group === 'config' && command === 'check') {
     // Before loadConfig, which stops at a bad configuration: list every problem, secrets masked.

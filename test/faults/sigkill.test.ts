@@ -126,4 +126,27 @@ describe('the server killed with SIGKILL mid-step loses nothing and leaves nothi
     await d2.close();
     expect(await active(tokens.access_token)).toBe(false);
   });
+
+  it('stopped with SIGTERM while a message is failing to deliver: shutdown loses no message', { timeout: 60_000 }, async () => {
+    const pushed = await pushAuthorization(bank);
+    const callback = await smeDecides(new HttpBrowser(server.issuer, tf.serverCa), pushed.authorizationUrl, SME);
+    const tokens = await oauth.authorizationCodeGrant(bank.config, callback, { pkceCodeVerifier: pushed.codeVerifier, expectedState: pushed.state });
+    const d = await domain();
+    const link = await d.permissionStore.refreshTokenLink(hashIdentifier(tokens.refresh_token!));
+    const permission = (await d.permissionStore.byGrantId(link!.grantId))!;
+    await d.close();
+    receiver.failNext(1000);
+    const attempts = receiver.attempts;
+    await run(process.execPath, ['--disable-warning=ExperimentalWarning', 'src/cli.ts', 'permission', 'withdraw', '--id', permission.id], { env: { ...process.env, ...server.env } });
+    const until = Date.now() + 10_000;
+    while (receiver.attempts === attempts && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    await server.stop();
+    receiver.failNext(0);
+    await server.start();
+    const deadline = Date.now() + 40_000;
+    const mine = () => receiver.received.filter((m) => (m.body.body as { token?: string }).token === tokens.refresh_token);
+    while (mine().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(mine().length).toBeGreaterThanOrEqual(1);
+    bank = await oauthClient(server.issuer, bankCredentials, tf.serverCa);
+  });
 });
