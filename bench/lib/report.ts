@@ -1,0 +1,156 @@
+/** The benchmark's results: the JSON document and its Markdown rendering. */
+import type { LatencySummary } from './histogram.ts';
+import type { LoadResult } from '../load.ts';
+import type { ProfileSummary } from '../profile-summary.ts';
+import { profileMarkdown } from '../profile-summary.ts';
+import type { ScryptRate } from '../scrypt-rate.ts';
+
+export type StoreKind = 'sqlite' | 'mongo';
+
+export interface Row {
+  scenario: string;
+  store: StoreKind | '—';
+  unit: 'req/s' | 'flows/s';
+  rps: number | null;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  ratio: number | null;
+  /** e.g. '≥ 0.5' */
+  target: string;
+  met: 'yes' | 'no' | '—';
+  notes: string[];
+  load?: LoadResult;
+  /** Cores used during the measured window. */
+  cpu?: { server: number; stores: number; load: number };
+}
+
+export interface MemoryResult {
+  store: StoreKind;
+  seconds: number;
+  flows: number;
+  samples: Array<{ t: number; rssMiB: number }>;
+  startMiB: number;
+  peakMiB: number;
+  endMiB: number;
+  /** (mean of the last tenth − mean of the first tenth) / mean of the first tenth. */
+  driftPercent: number;
+}
+
+export interface ScaleResult {
+  store: StoreKind;
+  small: number;
+  large: number;
+  requestedLarge: number;
+  capped: boolean;
+  seedSeconds: number;
+  seedPerSecond: number;
+  rate: number;
+  smallP99: number | null;
+  largeP99: number | null;
+  smallMaxRps: number | null;
+  largeMaxRps: number | null;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  finishedAt: string;
+  minutes: number;
+  host: { cpus: number; node: string; loadAverageAtStart: number[]; loadAverageAtEnd: number[] };
+  settings: Record<string, unknown>;
+  ceiling: { rps: number; passes: Array<{ when: string; rps: number; p50: number; p99: number; loadCores: number; serverCores: number }> };
+  rows: Row[];
+  scrypt: Array<{ store: StoreKind } & ScryptRate & { flowsPerSecond: number; hashCoresPerSecond: number; serverCores: number; shareOfServerCpu: number }>;
+  memory: MemoryResult[];
+  scale: ScaleResult[];
+  workers: Array<{ store: StoreKind; one: number; two: number; speedup: number; oneP99: number; twoP99: number }>;
+  profiles: Array<{ store: StoreKind; scenario: string; file: string; summary: ProfileSummary }>;
+  seeds: Array<Record<string, unknown>>;
+  phases: Array<{ phase: string; seconds: number }>;
+  problems: string[];
+}
+
+const fmt = (n: number | null | undefined, digits = 1) => (n === null || n === undefined || Number.isNaN(n) ? '—' : n.toFixed(digits));
+const int = (n: number | null | undefined) => (n === null || n === undefined ? '—' : Math.round(n).toLocaleString('en-GB'));
+
+export function latencyCells(l: LatencySummary | undefined): Pick<Row, 'p50' | 'p95' | 'p99'> {
+  return l && l.count > 0 ? { p50: l.p50, p95: l.p95, p99: l.p99 } : { p50: null, p95: null, p99: null };
+}
+
+export function markdown(r: BenchReport): string {
+  const out: string[] = [];
+  out.push(`# Benchmark ${r.startedAt}`, '');
+  out.push(`${r.host.cpus} CPUs, Node ${r.host.node}, ${r.minutes.toFixed(1)} minutes; load average ${r.host.loadAverageAtStart.map((n) => n.toFixed(2)).join(' ')} at start, ${r.host.loadAverageAtEnd.map((n) => n.toFixed(2)).join(' ')} at the end (other work on the machine shows here). ` +
+    `${r.settings.connections} keep-alive mTLS connections, ${r.settings.warmupSeconds} s warm-up + ${r.settings.seconds} s per pass. ` +
+    `Ceiling: ${int(r.ceiling.rps)} req/s (mean of ${r.ceiling.passes.length} passes: ${r.ceiling.passes.map((p) => int(p.rps)).join(', ')}).`, '');
+  out.push(
+    'How: every piece is its own process: the server (`node src/main.ts`, WORKERS=1 unless said), the ceiling (a minimal koa HTTPS endpoint with the same TLS 1.3 + requestCert settings and certificate, fixed JSON body), ' +
+    'the load generator (undici Pool, keep-alive, pipelining 1, real member certificates) and, for `mongo`, redis-server and ' + String(r.settings.mongo) + '. ' +
+    'Closed-loop passes keep every connection busy; open-loop passes send at a fixed rate and time each request from its scheduled start. ' +
+    'Data is seeded with `src/cli-seed.ts` (permissions, tokens and codes written to the stores in bulk, first record through the real code paths). ' +
+    'Rate limits are left on but set to 999999/s so that their bookkeeping is measured and they never refuse.', '',
+  );
+  out.push('| Scenario | Store | rps | p50 ms | p95 ms | p99 ms | ratio to ceiling | target | met? |');
+  out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |');
+  for (const row of r.rows) {
+    out.push(`| ${row.scenario} | ${row.store} | ${row.rps === null ? '—' : `${fmt(row.rps, row.rps < 100 ? 1 : 0)}${row.unit === 'flows/s' ? ' flows/s' : ''}`} | ${fmt(row.p50, 2)} | ${fmt(row.p95, 2)} | ${fmt(row.p99, 2)} | ${fmt(row.ratio, 3)} | ${row.target} | ${row.met} |`);
+  }
+  out.push('');
+  const mongoRows = r.rows.filter((row) => row.store === 'mongo' && row.cpu);
+  if (mongoRows.length && String(r.settings.mongo).startsWith('FerretDB')) {
+    const avg = (f: (row: Row) => number) => mongoRows.reduce((sum, row) => sum + f(row), 0) / mongoRows.length;
+    out.push(`Reading the \`mongo\` rows: they measure FerretDB v1 with its SQLite backend, not MongoDB. It evaluates every query by scanning the collection ` +
+      `(no index use, even for \`_id\`), so the stores used ${avg((row) => row.cpu!.stores).toFixed(2)} cores on average during these passes and the server ${avg((row) => row.cpu!.server).toFixed(2)}. ` +
+      'Set MONGODB_URI to a real MongoDB to measure the production pair.', '');
+  }
+  const notes = r.rows.filter((row) => row.notes.length > 0);
+  if (notes.length) {
+    out.push('Notes:', '');
+    for (const row of notes) out.push(`- ${row.scenario} (${row.store}): ${row.notes.join('; ')}`);
+    out.push('');
+  }
+  out.push('CPU used during each measured window (cores; the machine has ' + r.host.cpus + '):', '');
+  out.push('| Scenario | Store | server | stores (FerretDB + Redis) | load generator | errors |', '| --- | --- | ---: | ---: | ---: | ---: |');
+  for (const row of r.rows.filter((x) => x.cpu)) {
+    out.push(`| ${row.scenario} | ${row.store} | ${fmt(row.cpu!.server, 2)} | ${fmt(row.cpu!.stores, 2)} | ${fmt(row.cpu!.load, 2)} | ${row.load ? `${row.load.errors}/${row.load.completed}` : '—'} |`);
+  }
+  out.push('');
+  if (r.scrypt.length) {
+    out.push('## Password hashing in the whole flow', '');
+    for (const s of r.scrypt) {
+      out.push(`- ${s.store}: scrypt N=${s.params.N}, r=${s.params.r}, p=${s.params.p} costs ${fmt(s.msPerHash, 1)} ms on one core (${fmt(s.hashesPerSecond, 1)} hashes/s). ` +
+        `At ${fmt(s.flowsPerSecond, 2)} flows/s that is ${fmt(s.hashCoresPerSecond, 2)} cores of hashing, ${fmt(s.shareOfServerCpu * 100, 0)} % of the ${fmt(s.serverCores, 2)} cores the server used.`);
+    }
+    out.push('');
+  }
+  if (r.memory.length) {
+    out.push('## Resident memory over a run of whole flows', '');
+    out.push('| Store | seconds | flows | start MiB | peak MiB | end MiB | drift |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const m of r.memory) out.push(`| ${m.store} | ${m.seconds} | ${m.flows} | ${fmt(m.startMiB, 0)} | ${fmt(m.peakMiB, 0)} | ${fmt(m.endMiB, 0)} | ${fmt(m.driftPercent, 1)} % |`);
+    out.push('');
+  }
+  if (r.scale.length) {
+    out.push('## Scale: introspection with few and many stored permissions and tokens', '');
+    out.push('| Store | stored (small → large) | seeding | open-loop rate | p99 small | p99 large | max rps small | max rps large |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const s of r.scale) {
+      out.push(`| ${s.store} | ${int(s.small)} → ${int(s.large)}${s.capped ? ` (capped; ${int(s.requestedLarge)} asked)` : ''} | ${fmt(s.seedSeconds, 0)} s, ${int(s.seedPerSecond)}/s | ${int(s.rate)} req/s | ${fmt(s.smallP99, 2)} ms | ${fmt(s.largeP99, 2)} ms | ${int(s.smallMaxRps)} | ${int(s.largeMaxRps)} |`);
+    }
+    out.push('');
+  }
+  if (r.workers.length) {
+    out.push('## Two workers vs one (introspection)', '');
+    for (const w of r.workers) out.push(`- ${w.store}: WORKERS=1 ${int(w.one)} req/s (p99 ${fmt(w.oneP99, 2)} ms), WORKERS=2 ${int(w.two)} req/s (p99 ${fmt(w.twoP99, 2)} ms): ×${fmt(w.speedup, 2)}.`);
+    out.push('');
+  }
+  if (r.profiles.length) {
+    out.push('## CPU profiles of the server (hot paths)', '');
+    for (const p of r.profiles) out.push(profileMarkdown(p.summary, `${p.scenario}, ${p.store}`, 12));
+  }
+  if (r.phases.length) {
+    out.push('## Where the time went', '', r.phases.map((p) => `${p.phase} ${p.seconds.toFixed(0)} s`).join(' · '), '');
+  }
+  if (r.problems.length) {
+    out.push('## Problems', '', ...r.problems.map((p) => `- ${p.replaceAll('\n', ' ')}`), '');
+  }
+  return out.join('\n');
+}
