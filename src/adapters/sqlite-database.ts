@@ -29,6 +29,9 @@ export function openSqliteDatabase(file: string): DatabaseSync {
     }
     db.exec('PRAGMA synchronous = NORMAL');
     db.exec('PRAGMA foreign_keys = ON');
+    // 64 MiB page cache: token lookups stay in memory as the store grows (measured in bench/:
+    // three lookups 147 µs with the default 2 MiB at 300k stored, 52 µs with 64 MiB).
+    db.exec('PRAGMA cache_size = -65536');
   } catch (error) {
     db.close();
     throw error;
