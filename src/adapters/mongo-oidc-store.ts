@@ -53,7 +53,7 @@ import {
 } from './oidc-adapter-common.ts';
 import { errorCode, MONGO_STORE_NAME, toStoreError } from './mongo-errors.ts';
 import { OIDC_MODEL_NAMES } from './routed-oidc-store.ts';
-import { StoreUnavailableError } from './types.ts';
+import { StoreUnavailableError, storeUnreachable } from './types.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from './types.ts';
 
 const STORE_NAME = MONGO_STORE_NAME;
@@ -133,20 +133,8 @@ const DUPLICATE_KEY = 11000;
 const NOT_IMPLEMENTED = 238;
 const INDEX_OPTIONS_CONFLICT = 85;
 
-/** `mongodb://user:secret@h1,h2/db?authSource=x` -> `mongodb://h1,h2/db`: never log credentials. */
-function describeUri(uri: string): string {
-  return uri.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1').replace(/[?#].*$/s, '');
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
-}
-
 function unreachable(uri: string, cause: unknown): StoreUnavailableError {
-  const error = new StoreUnavailableError(STORE_NAME, { cause });
-  const reason = cause instanceof Error && cause.message ? `: ${oneLine(cause.message)}` : '';
-  error.message = `${STORE_NAME} at ${describeUri(uri)} is unreachable${reason}`;
-  return error;
+  return storeUnreachable(STORE_NAME, uri, cause);
 }
 
 /** Collection names are `<prefix><Model>`: keep model names plain. */

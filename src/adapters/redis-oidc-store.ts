@@ -46,7 +46,7 @@ import {
   preparePayload,
   restorePayload,
 } from './oidc-adapter-common.ts';
-import { StoreUnavailableError } from './types.ts';
+import { StoreUnavailableError, storeUnreachable } from './types.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from './types.ts';
 
 export interface RedisOidcStoreOptions {
@@ -228,20 +228,8 @@ function toStoreError(error: unknown): unknown {
   return new StoreUnavailableError(STORE_NAME, { cause: error });
 }
 
-/** `redis://user:secret@host:6379/0?x=y` -> `redis://host:6379/0`: never log credentials. */
-function describeUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1').replace(/[?#].*$/s, '');
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
-}
-
 function unreachable(url: string, cause: unknown): StoreUnavailableError {
-  const error = new StoreUnavailableError(STORE_NAME, { cause });
-  const reason = cause instanceof Error && cause.message ? `: ${oneLine(cause.message)}` : '';
-  error.message = `${STORE_NAME} at ${describeUrl(url)} is unreachable${reason}`;
-  return error;
+  return storeUnreachable(STORE_NAME, url, cause);
 }
 
 function ensureModelName(modelName: string): void {

@@ -88,3 +88,16 @@ export class StoreUnavailableError extends Error {
     this.store = store;
   }
 }
+
+/** `scheme://user:secret@hosts/db?x=y` -> `scheme://hosts/db`: store URLs never carry credentials into a message. */
+export function describeStoreUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1').replace(/[?#].*$/s, '');
+}
+
+/** The one-line start-up error naming the store that cannot be reached (never its credentials). */
+export function storeUnreachable(store: string, url: string, cause: unknown): StoreUnavailableError {
+  const error = new StoreUnavailableError(store, { cause });
+  const reason = cause instanceof Error && cause.message ? `: ${cause.message.replace(/\s+/g, ' ').trim()}` : '';
+  error.message = `${store} at ${describeStoreUrl(url)} is unreachable${reason}`;
+  return error;
+}
