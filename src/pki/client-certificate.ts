@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { CertificateError } from './errors.ts';
 import { isHttpsUrl } from './https-url.ts';
 import { IB1_MEMBER_OID, IB1_ROLES_OID, decodeMember, decodeRoles } from './ib1-extensions.ts';
+import { buildChain } from './chain.ts';
 import { x509 } from './x509.ts';
 
 export type ClientCertificateFailureCode =
@@ -53,8 +54,6 @@ const UNDERSTOOD_EXTENSIONS = new Set([
   IB1_ROLES_OID,
   IB1_MEMBER_OID,
 ]);
-// root -> issuer -> leaf is the IB1 shape; a little headroom, but a hard bound against crafted loops.
-const MAX_CHAIN_LENGTH = 5;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 /** Splits PEM text into certificates (anything between blocks, e.g. comments, is ignored). */
@@ -155,7 +154,7 @@ export class ClientCertificateTrust {
 
   #evaluateChain(presented: X509Certificate[]): CachedResult {
     const leaf = presented[0];
-    const chain = this.#buildChain(leaf, presented.slice(1));
+    const chain = buildChain(leaf, [...presented.slice(1), ...this.#intermediates], this.#roots);
     if (!chain) {
       return { chained: false, failure: fail('untrusted', `${describe(leaf)} does not chain to a trusted Client CA`) };
     }
@@ -167,38 +166,8 @@ export class ClientCertificateTrust {
     return { chained: true, validity, claims: leafClaims(leaf) };
   }
 
-  /**
-   * Walks leaf -> issuer -> ... -> configured root. Each link needs both the name/key-identifier match
-   * (checkIssued) and a valid signature (verify): names alone are forgeable.
-   */
-  #buildChain(leaf: X509Certificate, sent: X509Certificate[]): X509Certificate[] | undefined {
-    const candidates = [...sent, ...this.#intermediates];
-    const chain = [leaf];
-    for (let current = leaf; chain.length <= MAX_CHAIN_LENGTH; ) {
-      const issuedBy = (issuer: X509Certificate) => current.checkIssued(issuer) && current.verify(issuer.publicKey);
-      const root = this.#roots.find(issuedBy);
-      if (root) {
-        chain.push(root);
-        return withinPathLengths(chain) ? chain : undefined;
-      }
-      const next = candidates.find((candidate) => candidate.ca && !chain.includes(candidate) && issuedBy(candidate));
-      if (!next) return undefined;
-      chain.push(next);
-      current = next;
-    }
-    return undefined;
-  }
 }
 
-/** basicConstraints pathLenConstraint: a CA at chain[i] may have at most pathLen CA certificates below it. */
-function withinPathLengths(chain: X509Certificate[]): boolean {
-  for (let i = 2; i < chain.length; i++) {
-    const constraints = new x509.X509Certificate(chain[i].raw).getExtension(x509.BasicConstraintsExtension);
-    const pathLength = constraints?.pathLength;
-    if (pathLength !== undefined && i - 1 > pathLength) return false;
-  }
-  return true;
-}
 
 /** The clock-independent leaf checks and the IB1 claims. */
 function leafClaims(leaf: X509Certificate): LeafClaims | Failure {

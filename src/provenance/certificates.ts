@@ -3,6 +3,7 @@
 import { X509Certificate } from 'node:crypto';
 import { certificatesFromPemBundle } from '../pki/client-certificate.ts';
 import { IB1_MEMBER_OID, IB1_ROLES_OID, decodeMember, decodeRoles } from '../pki/ib1-extensions.ts';
+import { buildChain } from '../pki/chain.ts';
 import { x509 } from '../pki/x509.ts';
 import { ProvenanceError } from './errors.ts';
 
@@ -63,8 +64,6 @@ const UNDERSTOOD_EXTENSIONS = new Set([
   IB1_ROLES_OID,
   IB1_MEMBER_OID,
 ]);
-// IB1's shape is root -> issuer -> signing certificate; some headroom, and a hard bound against loops.
-const MAX_CHAIN_LENGTH = 5;
 
 function untrusted(message: string, cause?: unknown): ProvenanceError {
   return new ProvenanceError('untrusted_certificate', message, cause === undefined ? undefined : { cause });
@@ -148,7 +147,7 @@ export class SigningCertificateTrust {
   verify(presented: X509Certificate[], at: Date): { signer: SignerInfo; chain: X509Certificate[] } {
     const leaf = presented[0];
     const signer = signerInfoOf(leaf);
-    const chain = this.#buildChain(leaf, presented.slice(1));
+    const chain = buildChain(leaf, [...presented.slice(1), ...this.#intermediates], this.#roots);
     if (!chain) throw untrusted(`${describe(leaf)} does not chain to a configured signing CA`);
     const time = at.getTime();
     for (const certificate of chain) {
@@ -162,35 +161,5 @@ export class SigningCertificateTrust {
     }
     return { signer, chain };
   }
-
-  #buildChain(leaf: X509Certificate, sent: X509Certificate[]): X509Certificate[] | undefined {
-    const candidates = [...sent, ...this.#intermediates];
-    const chain = [leaf];
-    for (let current = leaf; chain.length <= MAX_CHAIN_LENGTH; ) {
-      // Name/key-identifier match AND a valid signature: names alone are forgeable.
-      const issuedBy = (issuer: X509Certificate) => current.checkIssued(issuer) && current.verify(issuer.publicKey);
-      const root = this.#roots.find(issuedBy);
-      if (root) {
-        chain.push(root);
-        return caConstraintsHold(chain) ? chain : undefined;
-      }
-      const next = candidates.find((candidate) => candidate.ca && !chain.includes(candidate) && issuedBy(candidate));
-      if (!next) return undefined;
-      chain.push(next);
-      current = next;
-    }
-    return undefined;
-  }
 }
 
-/** Every CA above the leaf may sign certificates (keyUsage) and has room for the CAs below it (pathLen). */
-function caConstraintsHold(chain: X509Certificate[]): boolean {
-  for (let i = 1; i < chain.length; i++) {
-    const parsed = new x509.X509Certificate(chain[i].raw);
-    const keyUsage = parsed.getExtension(x509.KeyUsagesExtension);
-    if (keyUsage && !(keyUsage.usages & x509.KeyUsageFlags.keyCertSign)) return false;
-    const pathLength = parsed.getExtension(x509.BasicConstraintsExtension)?.pathLength;
-    if (pathLength !== undefined && i - 1 > pathLength) return false;
-  }
-  return true;
-}
