@@ -2,7 +2,7 @@ import { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provid
 
 import { dataPeriod } from '../consent/data-period.ts';
 import type { LicenseCatalog, License } from '../consent/licenses.ts';
-import { isoSeconds, permissionStatus } from '../consent/permission-record.ts';
+import { isoSeconds, permissionStatus, type Permission } from '../consent/permission-record.ts';
 import type { PermissionStore } from '../consent/permission-store.ts';
 import type { SmeAccountStore } from '../consent/sme-accounts.ts';
 import { verdictOf } from '../http/client-certificate.ts';
@@ -79,6 +79,9 @@ function licensesOfRequest(ctx: KoaContextWithOIDC, catalog: LicenseCatalog): Li
   return scope.split(' ').map((s) => catalog.get(s)).filter((l): l is License => !!l);
 }
 
+/** The permission a token request has read, kept for the rest of that request only. */
+const permissionsOfRequest = new WeakMap<object, { permission: Permission; grantIds: Set<string> }>();
+
 export function licenseConfiguration(options: LicenseOptions): Configuration {
   const { catalog, resourceIndicator } = options;
   const longestMonths = Math.max(12, ...catalog.all().map((l) => l.durationMonths));
@@ -98,9 +101,11 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
       },
     },
     // What introspection tells a data provider: the account, license, meters and data period.
-    extraTokenClaims: async (_ctx, token) => {
+    extraTokenClaims: async (ctx, token) => {
       if (!('grantId' in token) || !token.grantId) return {};
-      const permission = await options.permissions.byGrantId(token.grantId);
+      // The token request already read this permission in getResourceServerInfo: reuse it.
+      const known = permissionsOfRequest.get(ctx);
+      const permission = known?.grantIds.has(token.grantId) ? known.permission : await options.permissions.byGrantId(token.grantId);
       if (!permission) return {};
       const license = catalog.get(permission.license);
       const period = dataPeriod(options.now(), permission.dataAvailableFrom, license ? options.dataPeriodMonths(license) : 12);
@@ -134,6 +139,7 @@ export function licenseConfiguration(options: LicenseOptions): Configuration {
             // no access token that outlives the permission.
             const grantId = grantOfRequest(ctx);
             const permission = grantId ? await options.permissions.byGrantId(grantId) : undefined;
+            if (permission && grantId) permissionsOfRequest.set(ctx, { permission, grantIds: new Set([grantId]) });
             const now = options.now();
             // Any grant of the permission will do (a renewal does not retire the one before it).
             if (!permission || permissionStatus(permission, now) !== 'active') {
