@@ -1,6 +1,6 @@
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 
 /**
  * Open (creating when needed) the embedded SQLite database.
@@ -71,6 +71,65 @@ export function migrate(db: DatabaseSync, name: string, sql: string): boolean {
     if (db.isTransaction) {
       try {
         db.exec(nested ? 'ROLLBACK TO migrate; RELEASE migrate' : 'ROLLBACK');
+      } catch {
+        // keep the original error
+      }
+    }
+    throw error;
+  }
+}
+
+/** A statement by its SQL, prepared once (see preparedStatements). */
+export type Prepared = (sql: string) => StatementSync;
+
+/**
+ * One store's statements, each prepared on first use and reused after: preparing costs more than
+ * running most of these statements. Pass SQL as constant strings (the text is the cache key).
+ *
+ * A closed database throws exactly what `db.prepare` throws on a closed database (the error the
+ * stores gave before statements were cached), never "statement has been finalized"; the cache is
+ * dropped then, so a handle opened again prepares afresh.
+ */
+export function preparedStatements(db: DatabaseSync): Prepared {
+  const cache = new Map<string, StatementSync>();
+  return (sql) => {
+    if (!db.isOpen) {
+      cache.clear();
+      return db.prepare(sql);
+    }
+    let statement = cache.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      cache.set(sql, statement);
+    }
+    return statement;
+  };
+}
+
+let savepoints = 0;
+
+/**
+ * Runs synchronous `work` in one write transaction and returns its result: BEGIN IMMEDIATE …
+ * COMMIT, so the write lock is taken before anything is read (reads inside see the latest
+ * commit of every connection and process sharing the file, and nothing can change it before
+ * this commits); inside a transaction already open on this connection, a SAVEPOINT of it. An
+ * error rolls back (to the savepoint) and is rethrown.
+ *
+ * `work` must not await: the connection is shared by every request of the process, and anything
+ * that ran in between would join this transaction.
+ */
+export function writeTransaction<T>(db: DatabaseSync, work: () => T): T {
+  const savepoint = db.isTransaction ? `write_${++savepoints}` : undefined;
+  db.exec(savepoint ? `SAVEPOINT ${savepoint}` : 'BEGIN IMMEDIATE');
+  try {
+    const result = work();
+    db.exec(savepoint ? `RELEASE ${savepoint}` : 'COMMIT');
+    return result;
+  } catch (error) {
+    // SQLite may already have rolled back by itself (e.g. disk full); then there is nothing to undo.
+    if (db.isOpen && db.isTransaction) {
+      try {
+        db.exec(savepoint ? `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}` : 'ROLLBACK');
       } catch {
         // keep the original error
       }

@@ -156,6 +156,11 @@ export class SqliteOidcStore implements OidcStore {
     };
   }
 
+  /** The connection this store writes on (others on it can share its transactions). */
+  get database(): DatabaseSync {
+    return this.#db;
+  }
+
   /** The per-model operations, for ModelAdapter (node:sqlite is synchronous underneath). */
   readonly #operations: ModelOperations = {
     upsert: (model, id, payload, expiresIn) => this.upsertSync(model, id, payload, expiresIn),

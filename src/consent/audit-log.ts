@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 
-import { migrate } from '../adapters/sqlite-database.ts';
+import { migrate, preparedStatements, writeTransaction, type Prepared } from '../adapters/sqlite-database.ts';
 
 /**
  * The append-only audit log. PAR is the client's assertion that it holds the SME's permission;
@@ -64,35 +64,52 @@ function toEvent(r: Row): StoredAuditEvent {
   };
 }
 
+const HEAD = 'SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1';
+const INSERT = 'INSERT INTO audit_event (seq, kind, at, actor, client, license, ip, user_agent, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+
 export class SqliteAuditLog implements AuditLog {
   readonly #db: DatabaseSync;
+  readonly #sql: Prepared;
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#sql = preparedStatements(db);
     migrate(db, 'audit/001_create', `
       CREATE TABLE audit_event (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, at INTEGER NOT NULL, actor TEXT NOT NULL,
         client TEXT, license TEXT, ip TEXT, user_agent TEXT, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     `);
   }
 
+  /** The connection this log writes on. */
+  get database(): DatabaseSync {
+    return this.#db;
+  }
+
   async append(e: AuditEvent): Promise<void> {
     // BEGIN IMMEDIATE serialises appenders, also across processes sharing the file, so the chain
     // never forks.
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const last = this.#db.prepare('SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: string } | undefined;
-      const seq = (last?.seq ?? 0) + 1;
-      const prevHash = last?.hash ?? GENESIS_HASH;
-      this.#db.prepare('INSERT INTO audit_event (seq, kind, at, actor, client, license, ip, user_agent, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(seq, e.kind, e.at.getTime(), e.actor, e.client ?? null, e.license ?? null, e.ip ?? null, e.userAgent ?? null, JSON.stringify(e.detail ?? {}), prevHash, eventHash(prevHash, seq, e));
-      this.#db.exec('COMMIT');
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
+    writeTransaction(this.#db, () => this.appendSync(e));
+  }
+
+  /**
+   * append inside the caller's write transaction on this connection (Permissions.tokenSavedSync
+   * records a token issue and its audit event in one). The head is read inside that transaction,
+   * which holds the write lock, so the chain cannot fork across processes either. Outside a
+   * transaction it takes one of its own.
+   */
+  appendSync(e: AuditEvent): void {
+    if (!this.#db.isTransaction) {
+      writeTransaction(this.#db, () => this.appendSync(e));
+      return;
     }
+    const last = this.#sql(HEAD).get() as { seq: number; hash: string } | undefined;
+    const seq = (last?.seq ?? 0) + 1;
+    const prevHash = last?.hash ?? GENESIS_HASH;
+    this.#sql(INSERT).run(seq, e.kind, e.at.getTime(), e.actor, e.client ?? null, e.license ?? null, e.ip ?? null, e.userAgent ?? null,
+      JSON.stringify(e.detail ?? {}), prevHash, eventHash(prevHash, seq, e));
   }
 
   async list(options: { afterSeq?: number; limit?: number } = {}): Promise<StoredAuditEvent[]> {
-    const rows = this.#db.prepare('SELECT * FROM audit_event WHERE seq > ? ORDER BY seq LIMIT ?').all(options.afterSeq ?? 0, options.limit ?? 1000) as unknown as Row[];
+    const rows = this.#sql('SELECT * FROM audit_event WHERE seq > ? ORDER BY seq LIMIT ?').all(options.afterSeq ?? 0, options.limit ?? 1000) as unknown as Row[];
     return rows.map(toEvent);
   }
 

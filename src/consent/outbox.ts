@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 
-import { migrate } from '../adapters/sqlite-database.ts';
+import { migrate, preparedStatements, writeTransaction, type Prepared } from '../adapters/sqlite-database.ts';
 
 /**
  * The durable outbox for messages to client applications (withdrawal of permission). A message
@@ -49,8 +49,10 @@ const toMessage = (r: Row): OutboxMessage => ({
 
 export class SqliteOutboxStore implements OutboxStore {
   readonly #db: DatabaseSync;
+  readonly #sql: Prepared;
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#sql = preparedStatements(db);
     migrate(db, 'outbox/001_create', `
       CREATE TABLE outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL, body TEXT NOT NULL,
         idempotency_key TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
@@ -60,41 +62,36 @@ export class SqliteOutboxStore implements OutboxStore {
   }
 
   async enqueue(m: Pick<OutboxMessage, 'kind' | 'target' | 'body' | 'idempotencyKey'>, now: Date) {
-    this.#db.prepare(`INSERT INTO outbox (id, kind, target, body, idempotency_key, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+    this.#sql(`INSERT INTO outbox (id, kind, target, body, idempotency_key, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (idempotency_key) DO NOTHING`)
       .run(`msg_${randomBytes(12).toString('base64url')}`, m.kind, m.target, JSON.stringify(m.body), m.idempotencyKey, now.getTime(), now.getTime());
   }
 
   async claimDue(now: Date, leaseMs: number, limit: number) {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const rows = this.#db.prepare('SELECT * FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?')
+    return writeTransaction(this.#db, () => {
+      const rows = this.#sql('SELECT * FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?')
         .all(now.getTime(), limit) as unknown as Row[];
-      const lease = this.#db.prepare('UPDATE outbox SET next_attempt_at = ? WHERE id = ?');
+      const lease = this.#sql('UPDATE outbox SET next_attempt_at = ? WHERE id = ?');
       for (const r of rows) lease.run(now.getTime() + leaseMs, r.id);
-      this.#db.exec('COMMIT');
       return rows.map(toMessage);
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    });
   }
 
   async markDelivered(id: string, at: Date) {
-    this.#db.prepare('UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(at.getTime(), id);
+    this.#sql('UPDATE outbox SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?').run(at.getTime(), id);
   }
 
   async markFailed(id: string, error: string, retryAt: Date | undefined, at: Date) {
-    if (retryAt) this.#db.prepare('UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(retryAt.getTime(), error, id);
-    else this.#db.prepare('UPDATE outbox SET attempts = attempts + 1, gave_up_at = ?, last_error = ? WHERE id = ?').run(at.getTime(), error, id);
+    if (retryAt) this.#sql('UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?').run(retryAt.getTime(), error, id);
+    else this.#sql('UPDATE outbox SET attempts = attempts + 1, gave_up_at = ?, last_error = ? WHERE id = ?').run(at.getTime(), error, id);
   }
 
   async pending() {
-    return (this.#db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL').get() as { n: number }).n;
+    return (this.#sql('SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL AND gave_up_at IS NULL').get() as { n: number }).n;
   }
 
   async all() {
-    return (this.#db.prepare('SELECT * FROM outbox ORDER BY created_at').all() as unknown as Row[]).map(toMessage);
+    return (this.#sql('SELECT * FROM outbox ORDER BY created_at').all() as unknown as Row[]).map(toMessage);
   }
 }
 

@@ -1,11 +1,15 @@
+import type { DatabaseSync } from 'node:sqlite';
+
 import { hashIdentifier } from '../adapters/oidc-adapter-common.ts';
+import { writeTransaction } from '../adapters/sqlite-database.ts';
 import type { OidcStore } from '../adapters/types.ts';
-import type { AuditLog } from './audit-log.ts';
+import { SqliteAuditLog, type AuditEvent, type AuditLog } from './audit-log.ts';
 import { revokeGrant } from './grant-revocation.ts';
 import { withdrawalMessage } from './message-delivery.ts';
 import type { OutboxStore } from './outbox.ts';
 import type { Permission, WithdrawnBy } from './permission-record.ts';
-import type { NewGrant, PermissionStore } from './permission-store.ts';
+import type { NewGrant, PermissionStore, RefreshTokenLink } from './permission-store.ts';
+import { SqlitePermissionStore } from './sqlite-permission-store.ts';
 import type { TokenSeal } from './token-seal.ts';
 
 /**
@@ -29,10 +33,30 @@ export interface PermissionsDeps {
 
 export interface RequestFacts { ip?: string; userAgent?: string }
 
+/** What a saved token carries that its recording needs. */
+export interface SavedTokenPayload { grantId?: string; clientId?: string; iat?: number; exp?: number; gty?: string }
+
+/** The record of one access token issue: on its permission, and in the audit log. */
+interface AccessTokenRecord {
+  grantId: string;
+  at: Date;
+  expiresAt: Date;
+  kind: 'token_issued' | 'token_refreshed';
+  actor: string;
+  audit: AuditEvent;
+}
+
 export class Permissions {
   readonly #d: PermissionsDeps;
+  /** The permission store and audit log when both are on one SQLite connection (see tokenSavedSync). */
+  readonly #sqlite: { db: DatabaseSync; store: SqlitePermissionStore; audit: SqliteAuditLog } | undefined;
+
   constructor(deps: PermissionsDeps) {
     this.#d = deps;
+    const { store, audit } = deps;
+    this.#sqlite = store instanceof SqlitePermissionStore && audit instanceof SqliteAuditLog && store.database === audit.database
+      ? { db: store.database, store, audit }
+      : undefined;
   }
 
   get store(): PermissionStore {
@@ -97,21 +121,70 @@ export class Permissions {
   }
 
   /** Keeps the link from a refresh token to its permission (hash, and the token sealed). */
-  async refreshTokenSaved(token: string, payload: { grantId?: string; clientId?: string; iat?: number; exp?: number }) {
-    if (!payload.grantId || !payload.clientId) return;
-    await this.#d.store.linkRefreshToken({
-      tokenHash: hashIdentifier(token), grantId: payload.grantId, clientId: payload.clientId, sealedToken: this.#d.seal.seal(token),
-      issuedAt: new Date((payload.iat ?? 0) * 1000), expiresAt: new Date((payload.exp ?? 0) * 1000),
-    });
+  async refreshTokenSaved(token: string, payload: SavedTokenPayload) {
+    const link = this.#refreshTokenLink(token, payload);
+    if (link) await this.#d.store.linkRefreshToken(link);
   }
 
   /** Records each access token issue on the permission and in the audit log. */
-  async accessTokenSaved(payload: { grantId?: string; clientId?: string; iat?: number; exp?: number; gty?: string }) {
-    if (!payload.grantId || !payload.clientId) return;
+  async accessTokenSaved(payload: SavedTokenPayload) {
+    const r = this.#accessTokenRecord(payload);
+    if (!r) return;
+    await this.#d.store.recordTokenIssue(r.grantId, r.at, r.expiresAt, r.kind, r.actor);
+    await this.#d.audit.append(r.audit);
+  }
+
+  /**
+   * Whether tokenSavedSync can record tokens written on `db`: the permission store and the audit
+   * log are SQLite stores on that same connection.
+   */
+  recordsSynchronouslyOn(db: DatabaseSync): boolean {
+    return this.#sqlite?.db === db;
+  }
+
+  /**
+   * The embedded store's way to save a token: `save` (the token row's synchronous write on the
+   * same connection) and its recording (refreshTokenSaved or accessTokenSaved: the permission's
+   * token fields and history event, the refresh-token link, the audit event) in ONE transaction.
+   * One commit instead of three or four; a recording that fails takes the token row with it, so
+   * no token exists without its record. The audit head is read inside the transaction, which holds
+   * the write lock, so processes sharing the file never fork the chain.
+   *
+   * Only when recordsSynchronouslyOn(db) is true. The audit event is written by
+   * SqliteAuditLog.appendSync, not through `audit.append` (which metrics observe; they count no
+   * token events).
+   */
+  tokenSavedSync(model: 'AccessToken' | 'RefreshToken', token: string, payload: SavedTokenPayload, save: () => void): void {
+    const sqlite = this.#sqlite;
+    if (!sqlite) throw new Error('tokenSavedSync needs the SQLite permission store and audit log on one connection');
+    const link = model === 'RefreshToken' ? this.#refreshTokenLink(token, payload) : undefined;
+    const record = model === 'AccessToken' ? this.#accessTokenRecord(payload) : undefined;
+    writeTransaction(sqlite.db, () => {
+      save();
+      if (link) sqlite.store.linkRefreshTokenSync(link);
+      if (record) {
+        sqlite.store.recordTokenIssueSync(record.grantId, record.at, record.expiresAt, record.kind, record.actor);
+        sqlite.audit.appendSync(record.audit);
+      }
+    });
+  }
+
+  #refreshTokenLink(token: string, payload: SavedTokenPayload): RefreshTokenLink | undefined {
+    if (!payload.grantId || !payload.clientId) return undefined;
+    return {
+      tokenHash: hashIdentifier(token), grantId: payload.grantId, clientId: payload.clientId, sealedToken: this.#d.seal.seal(token),
+      issuedAt: new Date((payload.iat ?? 0) * 1000), expiresAt: new Date((payload.exp ?? 0) * 1000),
+    };
+  }
+
+  #accessTokenRecord(payload: SavedTokenPayload): AccessTokenRecord | undefined {
+    if (!payload.grantId || !payload.clientId) return undefined;
     const kind = payload.gty === 'refresh_token' ? 'token_refreshed' : 'token_issued';
     const at = new Date((payload.iat ?? 0) * 1000);
-    await this.#d.store.recordTokenIssue(payload.grantId, at, new Date((payload.exp ?? 0) * 1000), kind, payload.clientId);
-    await this.#d.audit.append({ kind, at, actor: payload.clientId, client: payload.clientId, detail: { grant: payload.grantId } });
+    return {
+      grantId: payload.grantId, at, expiresAt: new Date((payload.exp ?? 0) * 1000), kind, actor: payload.clientId,
+      audit: { kind, at, actor: payload.clientId, client: payload.clientId, detail: { grant: payload.grantId } },
+    };
   }
 
   /** Notes every permission whose expiry has passed since the last look (history and audit). */

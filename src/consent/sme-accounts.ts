@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 
-import { migrate } from '../adapters/sqlite-database.ts';
+import { migrate, preparedStatements, writeTransaction, type Prepared } from '../adapters/sqlite-database.ts';
 import { decoyHash, hashPassword, verifyPassword } from './passwords.ts';
 
 /**
@@ -65,12 +65,16 @@ export interface SmeAccountStore {
   resolveAccount(accountId: string): Promise<{ organisationId: string; clientId: string } | undefined>;
 }
 
+const ACCOUNT_OF = 'SELECT account_id FROM client_account WHERE organisation_id = ? AND client_id = ?';
+
 export class SmeAccounts implements SmeAccountStore {
   readonly #db: DatabaseSync;
+  readonly #sql: Prepared;
   readonly #accountSecret: Buffer;
 
   constructor(db: DatabaseSync, accountSecret: Buffer) {
     this.#db = db;
+    this.#sql = preparedStatements(db);
     this.#accountSecret = accountSecret;
     migrate(db, 'sme-accounts-1', `
       CREATE TABLE organisation (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -93,36 +97,31 @@ export class SmeAccounts implements SmeAccountStore {
     const passwordHash = await hashPassword(input.password);
     const now = new Date().toISOString();
 
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      if (this.#db.prepare('SELECT 1 FROM sme_user WHERE email = ?').get(email)) {
+    const org = writeTransaction(this.#db, () => {
+      if (this.#sql('SELECT 1 FROM sme_user WHERE email = ?').get(email)) {
         throw new SmeAccountError('email_taken', `a user with email ${email} exists already`);
       }
-      let org = this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE name = ?').get(input.organisation) as Organisation | undefined;
-      if (!org) {
-        org = { id: newId('org'), name: input.organisation, createdAt: now };
-        this.#db.prepare('INSERT INTO organisation (id, name, created_at) VALUES (?, ?, ?)').run(org.id, org.name, now);
+      let found = this.#sql('SELECT id, name, created_at AS createdAt FROM organisation WHERE name = ?').get(input.organisation) as Organisation | undefined;
+      if (!found) {
+        found = { id: newId('org'), name: input.organisation, createdAt: now };
+        this.#sql('INSERT INTO organisation (id, name, created_at) VALUES (?, ?, ?)').run(found.id, found.name, now);
       }
-      const user: SmeUser = { id: newId('usr'), organisationId: org.id, email };
-      this.#db.prepare('INSERT INTO sme_user (id, organisation_id, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)')
-        .run(user.id, org.id, email, passwordHash, now);
-      const insertMeter = this.#db.prepare(`INSERT INTO meter (id, organisation_id, identifier, fuel, outcode, ownership_evidence)
+      const user: SmeUser = { id: newId('usr'), organisationId: found.id, email };
+      this.#sql('INSERT INTO sme_user (id, organisation_id, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(user.id, found.id, email, passwordHash, now);
+      const insertMeter = this.#sql(`INSERT INTO meter (id, organisation_id, identifier, fuel, outcode, ownership_evidence)
         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (organisation_id, identifier) DO NOTHING`);
       for (const m of meters) {
-        insertMeter.run(newId('mtr'), org.id, m.identifier, m.fuel, m.outcode, 'Registered by the operator for this organisation (CLI)');
+        insertMeter.run(newId('mtr'), found.id, m.identifier, m.fuel, m.outcode, 'Registered by the operator for this organisation (CLI)');
       }
-      this.#db.exec('COMMIT');
-      const stored = this.#metersOf(org.id);
-      return { organisation: org, user, meters: stored };
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+      return { organisation: found, user };
+    });
+    return { ...org, meters: this.#metersOf(org.organisation.id) };
   }
 
   /** The user for these credentials, or undefined. Takes as long for an unknown email as for a wrong password. */
   async authenticate(email: string, password: string): Promise<SmeUser | undefined> {
-    const row = this.#db.prepare('SELECT id, organisation_id AS organisationId, email, password_hash AS hash FROM sme_user WHERE email = ?')
+    const row = this.#sql('SELECT id, organisation_id AS organisationId, email, password_hash AS hash FROM sme_user WHERE email = ?')
       .get(normaliseEmail(email)) as (SmeUser & { hash: string }) | undefined;
     const ok = await verifyPassword(password, row?.hash ?? await decoyHash());
     if (!row || !ok) return undefined;
@@ -130,12 +129,12 @@ export class SmeAccounts implements SmeAccountStore {
   }
 
   async organisation(id: string): Promise<Organisation | undefined> {
-    return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ?').get(id) as Organisation | undefined;
+    return this.#sql('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ?').get(id) as Organisation | undefined;
   }
 
   /** An organisation by its id or its exact name (for operator commands). */
   async findOrganisation(idOrName: string): Promise<Organisation | undefined> {
-    return this.#db.prepare('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ? OR name = ? LIMIT 1').get(idOrName, idOrName) as Organisation | undefined;
+    return this.#sql('SELECT id, name, created_at AS createdAt FROM organisation WHERE id = ? OR name = ? LIMIT 1').get(idOrName, idOrName) as Organisation | undefined;
   }
 
   async meters(organisationId: string): Promise<Meter[]> {
@@ -143,7 +142,7 @@ export class SmeAccounts implements SmeAccountStore {
   }
 
   #metersOf(organisationId: string): Meter[] {
-    return this.#db.prepare(`SELECT id, organisation_id AS organisationId, identifier, fuel, outcode, ownership_evidence AS ownershipEvidence
+    return this.#sql(`SELECT id, organisation_id AS organisationId, identifier, fuel, outcode, ownership_evidence AS ownershipEvidence
       FROM meter WHERE organisation_id = ? ORDER BY identifier`).all(organisationId) as unknown as Meter[];
   }
 
@@ -153,16 +152,19 @@ export class SmeAccounts implements SmeAccountStore {
    * and differs for every client, so two clients cannot join their records on it.
    */
   async accountFor(organisationId: string, clientId: string): Promise<string> {
+    // The first identifier a client was given stays its identifier, even if the secret changed
+    // since. Read first: after the first time this is a lookup, not a write.
+    const existing = this.#sql(ACCOUNT_OF).get(organisationId, clientId) as { account_id: string } | undefined;
+    if (existing) return existing.account_id;
     const account = `acct_${createHmac('sha256', this.#accountSecret).update(`${organisationId}\n${clientId}`).digest('base64url').slice(0, 32)}`;
-    this.#db.prepare('INSERT INTO client_account (account_id, organisation_id, client_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
+    this.#sql('INSERT INTO client_account (account_id, organisation_id, client_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING')
       .run(account, organisationId, clientId);
-    // The first identifier a client was given stays its identifier, even if the secret changed since.
-    return (this.#db.prepare('SELECT account_id FROM client_account WHERE organisation_id = ? AND client_id = ?').get(organisationId, clientId) as { account_id: string }).account_id;
+    return (this.#sql(ACCOUNT_OF).get(organisationId, clientId) as { account_id: string }).account_id;
   }
 
   /** Which organisation and client an opaque account identifier stands for. */
   async resolveAccount(accountId: string): Promise<{ organisationId: string; clientId: string } | undefined> {
-    return this.#db.prepare('SELECT organisation_id AS organisationId, client_id AS clientId FROM client_account WHERE account_id = ?')
+    return this.#sql('SELECT organisation_id AS organisationId, client_id AS clientId FROM client_account WHERE account_id = ?')
       .get(accountId) as { organisationId: string; clientId: string } | undefined;
   }
 }

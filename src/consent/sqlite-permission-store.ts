@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { DatabaseSync } from 'node:sqlite';
 
-import { migrate } from '../adapters/sqlite-database.ts';
+import { migrate, preparedStatements, writeTransaction, type Prepared } from '../adapters/sqlite-database.ts';
 import type { Permission, PermissionEvent, PermissionEventKind, WithdrawnBy } from './permission-record.ts';
 import type { GrantOutcome, NewGrant, PermissionStore, RefreshTokenLink } from './permission-store.ts';
 
@@ -58,44 +58,56 @@ function toPermission(r: Row): Permission {
 
 const newId = () => `perm_${randomBytes(12).toString('base64url')}`;
 
-/** Permission records in the embedded SQLite database; every multi-row change is one transaction. */
+const BY_ID = 'SELECT * FROM permission WHERE id = ?';
+const BY_GRANT_ID = 'SELECT p.* FROM permission p JOIN permission_grant g ON g.permission_id = p.id WHERE g.grant_id = ?';
+const INSERT_EVENT = 'INSERT INTO permission_event (permission_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)';
+// One statement finds the grant's permission, caps the token's expiry at the permission's and
+// says what it wrote: no read of the record before the write.
+const RECORD_TOKEN_ISSUE = `UPDATE permission SET token_issued_at = ?, token_expires = MIN(?, expires)
+  WHERE id = (SELECT permission_id FROM permission_grant WHERE grant_id = ?) RETURNING id, token_expires`;
+const LINK_REFRESH_TOKEN = `INSERT INTO refresh_token_link (token_hash, grant_id, client_id, sealed_token, issued_at, expires_at)
+  VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (token_hash) DO NOTHING`;
+
+/**
+ * Permission records in the embedded SQLite database; every multi-row change is one transaction.
+ * Statements are prepared once per store. The `…Sync` methods are for callers that combine them
+ * with other writes on the same connection in one transaction (Permissions.tokenSavedSync).
+ */
 export class SqlitePermissionStore implements PermissionStore {
   readonly #db: DatabaseSync;
+  readonly #sql: Prepared;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
+    this.#sql = preparedStatements(db);
     migrate(db, 'permissions/001_create', SCHEMA);
   }
 
-  #transaction<T>(work: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = work();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+  /** The connection this store writes on. */
+  get database(): DatabaseSync {
+    return this.#db;
   }
 
-  #event(permissionId: string, at: Date, kind: PermissionEventKind, actor: string, detail: Record<string, unknown>) {
-    this.#db.prepare('INSERT INTO permission_event (permission_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)')
-      .run(permissionId, at.getTime(), kind, actor, JSON.stringify(detail));
+  #transaction<T>(work: () => T): T {
+    return writeTransaction(this.#db, work);
+  }
+
+  #event(permissionId: string, at: Date | number, kind: PermissionEventKind, actor: string, detail: Record<string, unknown>) {
+    this.#sql(INSERT_EVENT).run(permissionId, typeof at === 'number' ? at : at.getTime(), kind, actor, JSON.stringify(detail));
   }
 
   #row(sql: string, ...params: (string | number)[]): Permission | undefined {
-    const row = this.#db.prepare(sql).get(...params) as Row | undefined;
+    const row = this.#sql(sql).get(...params) as Row | undefined;
     return row ? toPermission(row) : undefined;
   }
 
   #evidenceId(organisationId: string, clientId: string): string {
-    const existing = this.#db.prepare('SELECT evidence_id FROM evidence_link WHERE organisation_id = ? AND client_id = ?')
+    const existing = this.#sql('SELECT evidence_id FROM evidence_link WHERE organisation_id = ? AND client_id = ?')
       .get(organisationId, clientId) as { evidence_id: string } | undefined;
     if (existing) return existing.evidence_id;
     // 192 random bits: the evidence URL is public and must not be guessable.
     const evidenceId = randomBytes(24).toString('base64url');
-    this.#db.prepare('INSERT INTO evidence_link (organisation_id, client_id, evidence_id) VALUES (?, ?, ?)').run(organisationId, clientId, evidenceId);
+    this.#sql('INSERT INTO evidence_link (organisation_id, client_id, evidence_id) VALUES (?, ?, ?)').run(organisationId, clientId, evidenceId);
     return evidenceId;
   }
 
@@ -105,21 +117,21 @@ export class SqlitePermissionStore implements PermissionStore {
         g.organisationId, g.clientId, g.license);
       const detail = { license: g.license, expires: g.expires.toISOString(), meters: g.meters, permissionTextSha256: g.permissionTextSha256, grantId: g.grantId };
       if (current) {
-        this.#db.prepare(`UPDATE permission SET grant_id = ?, last_granted = ?, expires = ?, data_available_from = ?,
+        this.#sql(`UPDATE permission SET grant_id = ?, last_granted = ?, expires = ?, data_available_from = ?,
           permission_text_sha256 = ?, meters = ?, expiry_recorded = 0 WHERE id = ?`)
           .run(g.grantId, g.at.getTime(), g.expires.getTime(), g.dataAvailableFrom.getTime(), g.permissionTextSha256, JSON.stringify(g.meters), current.id);
-        this.#db.prepare('INSERT INTO permission_grant (grant_id, permission_id) VALUES (?, ?)').run(g.grantId, current.id);
+        this.#sql('INSERT INTO permission_grant (grant_id, permission_id) VALUES (?, ?)').run(g.grantId, current.id);
         this.#event(current.id, g.at, 'renewed', g.userId, { ...detail, previousExpires: current.expires.toISOString() });
-        return { permission: this.#row('SELECT * FROM permission WHERE id = ?', current.id)!, kind: 'renewed' as const, replacedGrantId: current.grantId };
+        return { permission: this.#row(BY_ID, current.id)!, kind: 'renewed' as const, replacedGrantId: current.grantId };
       }
       const id = newId();
-      this.#db.prepare(`INSERT INTO permission (id, organisation_id, client_id, license, account, grant_id, first_granted, last_granted,
+      this.#sql(`INSERT INTO permission (id, organisation_id, client_id, license, account, grant_id, first_granted, last_granted,
           expires, data_available_from, permission_text_sha256, meters, evidence_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(id, g.organisationId, g.clientId, g.license, g.account, g.grantId, g.at.getTime(), g.at.getTime(), g.expires.getTime(),
           g.dataAvailableFrom.getTime(), g.permissionTextSha256, JSON.stringify(g.meters), this.#evidenceId(g.organisationId, g.clientId));
-      this.#db.prepare('INSERT INTO permission_grant (grant_id, permission_id) VALUES (?, ?)').run(g.grantId, id);
+      this.#sql('INSERT INTO permission_grant (grant_id, permission_id) VALUES (?, ?)').run(g.grantId, id);
       this.#event(id, g.at, 'granted', g.userId, detail);
-      return { permission: this.#row('SELECT * FROM permission WHERE id = ?', id)!, kind: 'granted' as const };
+      return { permission: this.#row(BY_ID, id)!, kind: 'granted' as const };
     });
   }
 
@@ -127,48 +139,58 @@ export class SqlitePermissionStore implements PermissionStore {
     return this.#transaction(() => {
       // The conditional update makes withdrawal idempotent: of two racing withdrawals one sets
       // `revoked` and writes history; the other changes nothing.
-      const { changes } = this.#db.prepare('UPDATE permission SET revoked = ?, revoked_by = ?, revoked_reason = ? WHERE id = ? AND revoked IS NULL')
+      const { changes } = this.#sql('UPDATE permission SET revoked = ?, revoked_by = ?, revoked_reason = ? WHERE id = ? AND revoked IS NULL')
         .run(at.getTime(), by, reason, permissionId);
       if (changes === 1) this.#event(permissionId, at, 'revoked', actor, { by, reason });
-      const permission = this.#row('SELECT * FROM permission WHERE id = ?', permissionId);
+      const permission = this.#row(BY_ID, permissionId);
       return permission ? { permission, changed: changes === 1 } : undefined;
     });
   }
 
   async byId(id: string) {
-    return this.#row('SELECT * FROM permission WHERE id = ?', id);
+    return this.#row(BY_ID, id);
   }
 
   async byGrantId(grantId: string) {
-    return this.#row('SELECT p.* FROM permission p JOIN permission_grant g ON g.permission_id = p.id WHERE g.grant_id = ?', grantId);
+    return this.#row(BY_GRANT_ID, grantId);
   }
 
   async byOrganisation(organisationId: string) {
-    return (this.#db.prepare('SELECT * FROM permission WHERE organisation_id = ? ORDER BY last_granted DESC').all(organisationId) as unknown as Row[]).map(toPermission);
+    return (this.#sql('SELECT * FROM permission WHERE organisation_id = ? ORDER BY last_granted DESC').all(organisationId) as unknown as Row[]).map(toPermission);
   }
 
   async byEvidenceId(evidenceId: string) {
-    return (this.#db.prepare('SELECT * FROM permission WHERE evidence_id = ? ORDER BY first_granted').all(evidenceId) as unknown as Row[]).map(toPermission);
+    return (this.#sql('SELECT * FROM permission WHERE evidence_id = ? ORDER BY first_granted').all(evidenceId) as unknown as Row[]).map(toPermission);
   }
 
   async history(permissionId: string): Promise<PermissionEvent[]> {
-    const rows = this.#db.prepare('SELECT * FROM permission_event WHERE permission_id = ? ORDER BY seq').all(permissionId) as unknown as
+    const rows = this.#sql('SELECT * FROM permission_event WHERE permission_id = ? ORDER BY seq').all(permissionId) as unknown as
       { permission_id: string; at: number; kind: PermissionEventKind; actor: string; detail: string }[];
     return rows.map((r) => ({ permissionId: r.permission_id, at: new Date(r.at), kind: r.kind, actor: r.actor, detail: JSON.parse(r.detail) }));
   }
 
   async recordTokenIssue(grantId: string, at: Date, expiresAt: Date, kind: 'token_issued' | 'token_refreshed', actor: string) {
-    this.#transaction(() => {
-      const permission = this.#row('SELECT p.* FROM permission p JOIN permission_grant g ON g.permission_id = p.id WHERE g.grant_id = ?', grantId);
-      if (!permission) return;
-      this.#db.prepare('UPDATE permission SET token_issued_at = ?, token_expires = ? WHERE id = ?').run(at.getTime(), Math.min(expiresAt.getTime(), permission.expires.getTime()), permission.id);
-      this.#event(permission.id, at, kind, actor, { tokenExpires: new Date(Math.min(expiresAt.getTime(), permission.expires.getTime())).toISOString() });
-    });
+    this.#transaction(() => this.recordTokenIssueSync(grantId, at, expiresAt, kind, actor));
+  }
+
+  /**
+   * recordTokenIssue without a transaction of its own: the caller runs it inside one (it writes
+   * the record and its history event, which must not be separated).
+   */
+  recordTokenIssueSync(grantId: string, at: Date, expiresAt: Date, kind: 'token_issued' | 'token_refreshed', actor: string): void {
+    const atMs = at.getTime();
+    const updated = this.#sql(RECORD_TOKEN_ISSUE).get(atMs, expiresAt.getTime(), grantId) as { id: string; token_expires: number } | undefined;
+    if (!updated) return;
+    this.#event(updated.id, atMs, kind, actor, { tokenExpires: new Date(updated.token_expires).toISOString() });
   }
 
   async linkRefreshToken(link: RefreshTokenLink) {
-    this.#db.prepare(`INSERT INTO refresh_token_link (token_hash, grant_id, client_id, sealed_token, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)
-      ON CONFLICT (token_hash) DO NOTHING`)
+    this.linkRefreshTokenSync(link);
+  }
+
+  /** linkRefreshToken as one synchronous statement (it joins the caller's transaction, if any). */
+  linkRefreshTokenSync(link: RefreshTokenLink): void {
+    this.#sql(LINK_REFRESH_TOKEN)
       .run(link.tokenHash, link.grantId, link.clientId, link.sealedToken, link.issuedAt.getTime(), link.expiresAt.getTime());
   }
 
@@ -177,23 +199,24 @@ export class SqlitePermissionStore implements PermissionStore {
   }
 
   async refreshTokenLink(tokenHash: string) {
-    const r = this.#db.prepare('SELECT * FROM refresh_token_link WHERE token_hash = ?').get(tokenHash) as LinkRow | undefined;
+    const r = this.#sql('SELECT * FROM refresh_token_link WHERE token_hash = ?').get(tokenHash) as LinkRow | undefined;
     return r ? this.#link(r) : undefined;
   }
 
   async refreshTokensOfGrant(grantId: string) {
-    return (this.#db.prepare('SELECT * FROM refresh_token_link WHERE grant_id = ?').all(grantId) as unknown as LinkRow[]).map((r) => this.#link(r));
+    return (this.#sql('SELECT * FROM refresh_token_link WHERE grant_id = ?').all(grantId) as unknown as LinkRow[]).map((r) => this.#link(r));
   }
 
   async grantIdsOf(permissionId: string) {
-    return (this.#db.prepare('SELECT grant_id FROM permission_grant WHERE permission_id = ?').all(permissionId) as { grant_id: string }[]).map((r) => r.grant_id);
+    return (this.#sql('SELECT grant_id FROM permission_grant WHERE permission_id = ?').all(permissionId) as { grant_id: string }[]).map((r) => r.grant_id);
   }
 
   async recordExpiries(now: Date) {
     return this.#transaction(() => {
-      const due = (this.#db.prepare('SELECT * FROM permission WHERE revoked IS NULL AND expiry_recorded = 0 AND expires <= ?').all(now.getTime()) as unknown as Row[]).map(toPermission);
+      const due = (this.#sql('SELECT * FROM permission WHERE revoked IS NULL AND expiry_recorded = 0 AND expires <= ?').all(now.getTime()) as unknown as Row[]).map(toPermission);
+      const mark = this.#sql('UPDATE permission SET expiry_recorded = 1 WHERE id = ?');
       for (const p of due) {
-        this.#db.prepare('UPDATE permission SET expiry_recorded = 1 WHERE id = ?').run(p.id);
+        mark.run(p.id);
         this.#event(p.id, p.expires, 'expired', 'system', { seenAt: now.toISOString() });
       }
       return due;

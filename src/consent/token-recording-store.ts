@@ -1,3 +1,4 @@
+import { SqliteOidcStore } from '../adapters/sqlite-oidc-store.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from '../adapters/types.ts';
 import type { Permissions } from './permissions.ts';
 
@@ -6,6 +7,10 @@ import type { Permissions } from './permissions.ts';
  * its permission. Doing it where tokens are written (rather than in library events, which are
  * not awaited) means a token is never issued without its record: if recording fails, the save
  * fails and the client gets an error instead of an untracked token.
+ *
+ * On the embedded store (tokens, permissions and audit log in one SQLite database) the token row
+ * and its recording are one transaction (Permissions.tokenSavedSync): a failed recording leaves
+ * no token row behind either. Elsewhere the token is written first, then recorded.
  */
 export class TokenRecordingStore implements OidcStore {
   readonly name: string;
@@ -22,6 +27,7 @@ export class TokenRecordingStore implements OidcStore {
     const adapter = this.#inner.adapterFor(modelName);
     if (modelName !== 'RefreshToken' && modelName !== 'AccessToken') return adapter;
     const permissions = this.#permissions;
+    const sqlite = this.#inner instanceof SqliteOidcStore ? this.#inner : undefined;
     return {
       find: (id) => adapter.find(id),
       findByUid: (uid) => adapter.findByUid(uid),
@@ -30,10 +36,17 @@ export class TokenRecordingStore implements OidcStore {
       destroy: (id) => adapter.destroy(id),
       revokeByGrantId: (grantId) => adapter.revokeByGrantId(grantId),
       async upsert(id: string, payload: AdapterPayload, expiresIn?: number) {
+        const recorder = permissions();
+        // (A closed database takes the other path, whose write fails as the store says it does.)
+        if (sqlite && sqlite.database.isOpen && recorder.recordsSynchronouslyOn(sqlite.database)) {
+          if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+          recorder.tokenSavedSync(modelName, id, payload, () => sqlite.upsertSync(modelName, id, payload, expiresIn));
+          return;
+        }
         // Tokens are saved once (refresh tokens are not rotated); linking is idempotent anyway.
         await adapter.upsert(id, payload, expiresIn);
-        if (modelName === 'RefreshToken') await permissions().refreshTokenSaved(id, payload);
-        else await permissions().accessTokenSaved(payload);
+        if (modelName === 'RefreshToken') await recorder.refreshTokenSaved(id, payload);
+        else await recorder.accessTokenSaved(payload);
       },
     };
   }
