@@ -17,6 +17,7 @@ import type { SmeAccountStore } from './consent/sme-accounts.ts';
 import type { Permissions } from './consent/permissions.ts';
 import { dashboardRoutes } from './endpoints/dashboard.ts';
 import { evidenceRoutes } from './endpoints/evidence.ts';
+import { introspectTokens } from './endpoints/introspection.ts';
 import { permissionEndpoint } from './endpoints/permission.ts';
 import { partiesFor } from './consent/permission-text.ts';
 import { machineAudit } from './http/machine-audit.ts';
@@ -66,6 +67,11 @@ export interface StartOptions {
   metrics?: PerseusMetrics;
   /** The clock for permission dates and certificate validity (tests move it). */
   now?: () => Date;
+  /**
+   * Whether introspection is answered by endpoints/introspection.ts (default) or entirely by the
+   * library's own endpoint. Tests turn it off to compare the two answer for answer.
+   */
+  libraryIntrospection?: boolean;
 }
 
 export interface RunningServer {
@@ -241,6 +247,7 @@ export async function startServer(config: ServerConfig, options: StartOptions = 
   mtlsApp.use(requireClientCertificate());
   mtlsApp.use(clientRateLimit(clientLimiter, [ROUTES.pushed_authorization_request, ROUTES.token]));
   mtlsApp.use(introspectionGate(ROUTES.introspection, config.resourceServers));
+  if (!options.libraryIntrospection) mtlsApp.use(introspectTokens({ provider, path: ROUTES.introspection }));
   mtlsApp.use(permissionEndpoint(PERMISSION_PATH, { store: permissionStore, provider, issuer: config.issuer }));
   mtlsApp.use(machineAudit({ par: ROUTES.pushed_authorization_request, revocation: ROUTES.revocation }, { audit, permissions, now }));
   mtlsApp.use(mount(provider as unknown as Koa));

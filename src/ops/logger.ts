@@ -6,7 +6,7 @@
  *  1. the request line is built from an ALLOW-LIST of fields (listener, method, normalised
  *     route, status, time, client certificate URL/member/roles, OAuth error code): no path ids,
  *     query string, body, header or cookie is ever read into it;
- *  2. pino REDACTION censors, on every line (also lines of careless code that logs a whole
+ *  2. pino REDACTION censors, on every other line (also lines of careless code that logs a whole
  *     header set, query or form), the keys that carry secrets: passwords, tokens, codes of
  *     PKCE, client secrets, cookies, Authorization, and whole `query`/`body`/`form` objects.
  * Lines from the older `LogSink` callers go through `logSink()`, which also scrubs secret-named
@@ -134,6 +134,10 @@ function pick(line: Record<string, unknown>): Record<string, unknown> {
 export function requestLogger(options: RequestLoggerOptions): Middleware {
   const { logger, listener } = options;
   const child = logger.child({ listener });
+  // The request line is built from REQUEST_LINE_FIELDS only (no input reaches it), so it skips
+  // redaction: walking the redaction paths cost ~40 µs a line, 30x the write itself (measured
+  // in bench/; the hottest machine calls take ~100 µs in all). Handlers' lines stay redacted.
+  const requestLine = logger.child({ listener }, { redact: [] });
   return async function requestLogger(ctx, next) {
     const requestId = requestIdOf(ctx, options.isTrustedProxy);
     ctx.state.requestId = requestId;
@@ -163,7 +167,7 @@ export function requestLogger(options: RequestLoggerOptions): Middleware {
           error: failed === undefined ? undefined : ((failed as Error)?.name ?? 'Error'),
         });
         const level = status >= 500 ? 'error' : 'info';
-        child[level](line, 'request');
+        requestLine[level](line, 'request');
       }
     });
   };
