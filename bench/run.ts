@@ -379,7 +379,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         });
         if (r.result.errors) report.problems.push(`memory run ${store}: ${r.result.errors} flows failed, e.g. ${r.result.errorSamples[0]}`);
       });
-      if (has('workers') && store === 'mongo') await scenario('workers', async () => {
+      if (has('workers')) await scenario('workers', async () => {
         phase(`${store}: one worker vs two`);
         const results: Record<number, LoadResult> = {};
         for (const workers of [1, 2]) {
