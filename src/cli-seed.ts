@@ -213,6 +213,11 @@ class SqliteBulkWriter implements BulkWriter {
   }
 
   async close(): Promise<void> {
+    // Closing checkpoints only when no other connection has the file open; the server usually
+    // has. Without this the server's next commit copies the whole bulk WAL (hundreds of MB with
+    // wal_autocheckpoint 65536) inside a request: measured 480 ms for a 280 MB WAL. TRUNCATE
+    // also empties the WAL file; if the server is mid-read it reports busy, and nothing is lost.
+    this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
     this.#db.close();
   }
 }
