@@ -151,6 +151,25 @@ describe('SQLite store specifics', () => {
     expect(JSON.parse(String(device?.payload)).jti).toBe(deviceCode);
   });
 
+  it('indexes uid, user code and grant only for rows that have them, and look-ups still use those indexes', async () => {
+    const file = nextFile();
+    const db = openSqliteDatabase(file);
+    const store = new SqliteOidcStore(db, { closeDatabase: false });
+    const tokenId = randomId();
+    await store.adapterFor('AccessToken').upsert(tokenId, tokenPayload(tokenId, { grantId: 'grant-1' }), 600);
+    await store.adapterFor('Session').upsert(randomId(), { uid: randomId(), accountId: 'acct' } as never, 600);
+    const definition = (index: string) => (db.prepare('SELECT sql FROM sqlite_master WHERE name = ?').get(index) as { sql: string }).sql;
+    expect(definition('oidc_model_grant_id')).toMatch(/WHERE grant_id IS NOT NULL$/);
+    expect(definition('oidc_model_uid')).toMatch(/WHERE uid IS NOT NULL$/);
+    expect(definition('oidc_model_user_code')).toMatch(/WHERE user_code IS NOT NULL$/);
+    const plan = (sql: string) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[]).map((r) => r.detail).join(' ');
+    expect(plan("SELECT payload FROM oidc_model WHERE model = 'Session' AND uid = 'x'")).toContain('USING INDEX oidc_model_uid');
+    expect(plan("SELECT payload FROM oidc_model WHERE model = 'DeviceCode' AND user_code = 'x'")).toContain('USING INDEX oidc_model_user_code');
+    expect(plan("DELETE FROM oidc_model WHERE model = 'AccessToken' AND grant_id = 'g'")).toContain('USING INDEX oidc_model_grant_id');
+    await store.close();
+    db.close();
+  });
+
   it('keeps everything across a restart (close and reopen the file)', async () => {
     const file = nextFile();
     const first = new SqliteOidcStore(openSqliteDatabase(file));
