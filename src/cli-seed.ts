@@ -284,19 +284,25 @@ class ProductionBulkWriter implements BulkWriter {
   async permissions(rows: PermissionRow[]): Promise<void> {
     const now = Date.now();
     const d = this.#smeDocs(rows.map((r) => r.sme));
+    // The layout of MongoPermissionStore: chain event, head hint and grant link per record; token issues apart.
     const events: mongo.Document[] = [];
+    const heads: mongo.Document[] = [];
+    const grantLinks: mongo.Document[] = [];
+    const tokenEvents: mongo.Document[] = [];
     for (const r of rows) {
+      const state = {
+        grantId: r.grantId, lastGranted: r.at, expires: r.expires, dataAvailableFrom: r.dataAvailableFrom,
+        permissionTextSha256: r.license.permissionTextSha256, meters: [r.sme.meterId], revoked: null, revokedBy: null, revokedReason: null, expiryRecorded: false,
+      };
+      const stamp = nextStamp();
       events.push({
-        _id: `${r.permissionId}:1`, permissionId: r.permissionId, seq: 1, stamp: nextStamp(), at: r.at, kind: 'granted', actor: r.userId,
-        detail: grantedDetail(r),
-        state: {
-          grantId: r.grantId, lastGranted: r.at, expires: r.expires, dataAvailableFrom: r.dataAvailableFrom,
-          permissionTextSha256: r.license.permissionTextSha256, meters: [r.sme.meterId], revoked: null, revokedBy: null, revokedReason: null, expiryRecorded: false,
-        },
-        grantId: r.grantId, expiryDue: r.expires,
+        _id: `${r.permissionId}:1`, permissionId: r.permissionId, seq: 1, stamp, at: r.at, kind: 'granted', actor: r.userId,
+        detail: grantedDetail(r), state, grantId: r.grantId, expiryDue: r.expires,
       });
+      heads.push({ _id: r.permissionId, permissionId: r.permissionId, seq: 1, stamp, state });
+      grantLinks.push({ _id: r.grantId, permissionId: r.permissionId });
       if (r.token) {
-        events.push({
+        tokenEvents.push({
           _id: `${r.permissionId}:t:${random(9).toString('base64url')}`, permissionId: r.permissionId, stamp: nextStamp(), at: r.token.issuedAt,
           kind: 'token_issued', actor: r.clientId, detail: { tokenExpires: r.token.expires.toISOString() },
         });
@@ -339,6 +345,9 @@ class ProductionBulkWriter implements BulkWriter {
         tokenIssuedAt: r.token?.issuedAt ?? null, tokenExpires: r.token?.expires ?? null,
       }))),
       this.#insert(this.#n.permissionEvents, events),
+      this.#insert(this.#n.permissionHeads, heads),
+      this.#insert(this.#n.permissionGrants, grantLinks),
+      this.#insert(this.#n.permissionTokenEvents, tokenEvents),
       this.#insert(this.#n.refreshTokenLinks, rows.filter((r) => r.refreshLink).map((r) => ({
         _id: r.refreshLink!.tokenHash, grantId: r.grantId, clientId: r.clientId, sealedToken: r.refreshLink!.sealed,
         issuedAt: r.refreshLink!.issuedAt, expiresAt: r.refreshLink!.expiresAt,

@@ -4,12 +4,20 @@
  *
  * - every event is one document `{ _id: seq, kind, at, actor, client, license, ip, userAgent,
  *   detail: '<JSON>', prevHash, hash }` with the number `seq` as `_id`;
- * - append reads the last event (highest `_id`), then inserts seq+1 with that event's hash as
- *   prevHash. The unique `_id` lets exactly one of racing appenders (any number of processes)
- *   take seq+1; a duplicate-key error means someone else did, so the loser reads the new last
- *   event and tries again (bounded). An insert only happens right after reading its
- *   predecessor, so seqs have no gaps and every prevHash is the hash of seq-1: the chain cannot
- *   fork, on FerretDB v1 (whose `_id` inserts are atomic) as on MongoDB.
+ * - append inserts seq+1 with the hash of event seq as prevHash. The unique `_id` lets exactly
+ *   one of racing appenders (any number of processes) take seq+1; a duplicate-key error means
+ *   someone else did, so the loser learns the newer event and tries again (bounded). An insert
+ *   only happens with its predecessor's real hash, so seqs have no gaps and every prevHash is
+ *   the hash of seq-1: the chain cannot fork, on FerretDB v1 (whose `_id` inserts are atomic) as
+ *   on MongoDB.
+ * - Where seq comes from, without sorting the log on every append (FerretDB v1 sorts by reading
+ *   and decoding the whole collection, and the log only grows): `audit_head` holds
+ *   `{ _id: 'head', seq, hash }`, moved forward after each insert. It is a hint: a stale one
+ *   only makes the insert fail with a duplicate key, after which the writer reads it again (or,
+ *   when it still lags, the event that took its seq, by `_id`) and tries the next seq. Without a
+ *   head document (an empty log, or a log written before this layout) the last event is found
+ *   by sorting, once: the next append writes the head document.
+ * - Appends of one instance run one at a time, so they never race each other.
  *
  * `detail` is stored as JSON text, and the hash is computed from the JSON round trip of the
  * event, so what verify() re-reads hashes exactly as it was written (BSON would turn undefined
@@ -19,7 +27,7 @@ import type { Connection, mongo } from 'mongoose';
 
 import { eventHash, GENESIS_HASH } from './audit-log.ts';
 import type { AuditEvent, AuditKind, AuditLog, StoredAuditEvent } from './audit-log.ts';
-import { backoff, ContentionError, DECISION_WRITE_CONCERN, domainCollections, insertClaim, runMongo } from './mongo-common.ts';
+import { backoff, ContentionError, DECISION_WRITE_CONCERN, domainCollections, insertClaim, isDuplicateKey, runMongo } from './mongo-common.ts';
 import type { MongoDomainOptions } from './mongo-common.ts';
 
 export interface MongoAuditLogOptions extends MongoDomainOptions {
@@ -52,21 +60,51 @@ function toEvent(d: AuditDoc): StoredAuditEvent {
   };
 }
 
+/** The newest event as far as a writer knows: `{ _id: 'head', seq, hash }` in its own collection. */
+interface HeadDoc {
+  _id: 'head';
+  seq: number;
+  hash: string;
+}
+
+interface Head {
+  seq: number;
+  hash: string;
+}
+
+const GENESIS: Head = { seq: 0, hash: GENESIS_HASH };
+
 export class MongoAuditLog implements AuditLog {
   readonly #connection: Connection;
   readonly #name: string;
+  readonly #headName: string;
   readonly #wc: { writeConcern: mongo.WriteConcernSettings };
   readonly #maxAttempts: number;
+  /** Appends of this instance, one after the other (they would only race each other). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(connection: Connection, options: MongoAuditLogOptions = {}) {
     this.#connection = connection;
-    this.#name = domainCollections(options.collectionPrefix).auditEvents;
+    const names = domainCollections(options.collectionPrefix);
+    this.#name = names.auditEvents;
+    this.#headName = names.auditHead;
     this.#wc = { writeConcern: options.writeConcern ?? DECISION_WRITE_CONCERN };
     this.#maxAttempts = options.maxAttempts ?? 200;
   }
 
-  #run<T>(operation: (events: mongo.Collection<AuditDoc>) => Promise<T>): Promise<T> {
-    return runMongo(this.#connection, (db) => operation(db.collection<AuditDoc>(this.#name)));
+  #run<T>(operation: (events: mongo.Collection<AuditDoc>, head: mongo.Collection<HeadDoc>) => Promise<T>): Promise<T> {
+    return runMongo(this.#connection, (db) => operation(db.collection<AuditDoc>(this.#name), db.collection<HeadDoc>(this.#headName)));
+  }
+
+  /**
+   * The newest event the head document names; without one (an empty log, or events written
+   * before the head document existed), the event with the highest seq, found once by sorting.
+   */
+  async #readHead(events: mongo.Collection<AuditDoc>, heads: mongo.Collection<HeadDoc>): Promise<Head> {
+    const doc = await heads.findOne({ _id: 'head' });
+    if (doc !== null) return { seq: doc.seq, hash: doc.hash };
+    const last = await events.find({}, { projection: { hash: 1 } }).sort({ _id: -1 }).limit(1).next();
+    return last === null ? GENESIS : { seq: last._id, hash: last.hash };
   }
 
   async append(e: AuditEvent): Promise<void> {
@@ -76,20 +114,56 @@ export class MongoAuditLog implements AuditLog {
       kind: e.kind, at: new Date(e.at.getTime()), actor: e.actor, client: e.client, license: e.license, ip: e.ip, userAgent: e.userAgent,
       detail: JSON.parse(detail) as Record<string, unknown>,
     };
-    await this.#run(async (events) => {
+    const run = this.#queue.then(() => this.#append(stored, detail));
+    this.#queue = run.catch(() => undefined);
+    await run;
+  }
+
+  async #append(stored: AuditEvent, detail: string): Promise<void> {
+    await this.#run(async (events, heads) => {
+      let next: Head | undefined;
       for (let attempt = 0; attempt < this.#maxAttempts; attempt += 1) {
         await backoff(attempt);
-        const last = await events.find({}, { projection: { hash: 1 } }).sort({ _id: -1 }).limit(1).next();
-        const seq = (last?._id ?? 0) + 1;
-        const prevHash = last?.hash ?? GENESIS_HASH;
+        const prev = next ?? (await this.#readHead(events, heads));
+        next = undefined;
+        const seq = prev.seq + 1;
+        const hash = eventHash(prev.hash, seq, stored);
         const inserted = await insertClaim(events, {
           _id: seq, kind: stored.kind, at: stored.at, actor: stored.actor, client: stored.client ?? null, license: stored.license ?? null,
-          ip: stored.ip ?? null, userAgent: stored.userAgent ?? null, detail, prevHash, hash: eventHash(prevHash, seq, stored),
+          ip: stored.ip ?? null, userAgent: stored.userAgent ?? null, detail, prevHash: prev.hash, hash,
         }, this.#wc);
-        if (inserted) return;
+        if (inserted) {
+          await this.#advanceHead(heads, seq, hash);
+          return;
+        }
+        // seq was taken by another writer (another process or instance). The head document is
+        // usually past it already (read again at the top of the loop); when it lags (its writer
+        // is slow, or stopped between its two writes), step to the event that took seq.
+        const head = await this.#readHead(events, heads);
+        if (head.seq > prev.seq) {
+          next = head;
+          continue;
+        }
+        const taken = await events.findOne({ _id: seq }, { projection: { hash: 1 } });
+        if (taken !== null) next = { seq, hash: taken.hash };
       }
       throw new ContentionError('audit append', this.#maxAttempts);
     });
+  }
+
+  /**
+   * Moves the head document to (seq, hash) unless it is ahead. It is a hint: the chain's
+   * correctness rests on the unique `_id` of each event, so a head that lags (FerretDB v1 may
+   * apply a slower, older write last) only costs the next writer a step.
+   */
+  async #advanceHead(heads: mongo.Collection<HeadDoc>, seq: number, hash: string): Promise<void> {
+    try {
+      await heads.updateOne({ _id: 'head', seq: { $lt: seq } }, { $set: { seq, hash } }, { upsert: true });
+    } catch (error) {
+      // The filter did not match because the head is at or past seq; the upsert then tried
+      // to insert a second 'head'.
+      if (!isDuplicateKey(error)) throw error;
+    }
   }
 
   async list(options: { afterSeq?: number; limit?: number } = {}): Promise<StoredAuditEvent[]> {

@@ -35,9 +35,11 @@ export function domainIndexSpecs(options: MongoDomainOptions = {}): IndexSpec[] 
     { collection: n.permissionEvents, name: 'permissionId_stamp', key: { permissionId: 1, stamp: 1 } },
     { collection: n.permissionEvents, name: 'grantId', key: { grantId: 1 } },
     { collection: n.permissionEvents, name: 'expiryDue', key: { expiryDue: 1 } },
+    { collection: n.permissionTokenEvents, name: 'permissionId_stamp', key: { permissionId: 1, stamp: 1 } },
+    { collection: n.permissionGrants, name: 'permissionId', key: { permissionId: 1 } },
     { collection: n.evidenceLinks, name: 'evidenceId', key: { evidenceId: 1 }, unique: true },
     { collection: n.refreshTokenLinks, name: 'grantId', key: { grantId: 1 } },
-    // Outbox (the audit log needs only its `_id`).
+    // Outbox (the audit log and its head need only their `_id`).
     { collection: n.outbox, name: 'idempotencyKey', key: { idempotencyKey: 1 }, unique: true },
     { collection: n.outbox, name: 'due', key: { deliveredAt: 1, gaveUpAt: 1, nextAttemptAt: 1 } },
     { collection: n.outbox, name: 'createdAt', key: { createdAt: 1 } },

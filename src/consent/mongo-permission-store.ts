@@ -10,29 +10,44 @@
  *   Generation 1 is claimed by the first grant; generation n+1 only by a grant that found the
  *   record of generation n withdrawn. Since withdrawal is final and `_id` inserts are atomic, at
  *   most one record per K is unrevoked: the one of the highest generation. Claims are never
- *   deleted (a delete-and-reinsert of one `_id` could race on FerretDB); the newest one is found
- *   with the `{ key, generation }` index.
+ *   deleted (a delete-and-reinsert of one `_id` could race on FerretDB), so generations have no
+ *   gaps and the newest is found by reading `K#1`, `K#2`, ... by `_id`.
  * - `permissions` `{ _id, key, generation, organisationId, clientId, license, account,
  *   evidenceId, firstGranted, tokenIssuedAt, tokenExpires }`: what never changes, plus the two
  *   token fields, written only by recordTokenIssue (so FerretDB's whole-document updates cannot
  *   lose anything else).
- * - `permission_events`: the history, and the source of every state change. Grant, renewal,
- *   withdrawal and expiry are a CHAIN per record: `_id: '<permissionId>:<seq>'`, seq 1, 2, 3,
- *   ..., each carrying `state` (grantId, lastGranted, expires, dataAvailableFrom, text hash,
- *   meters, revoked*, expiryRecorded) as it is after that event. A writer reads the newest event
- *   (seq n) and inserts seq n+1: the unique `_id` makes it a compare-and-swap on the whole
- *   record, so racing writers serialise exactly like SQLite's BEGIN IMMEDIATE: of 20 parallel
- *   withdrawals one inserts the 'revoked' event, the others find it and return changed=false; a
- *   renewal racing a withdrawal either lands before it (and its grant is the one withdrawn) or
- *   sees it (and creates a new record). Granted/renewed events also carry `grantId` (the grant
- *   -> permission mapping, indexed) and `expiryDue` (removed once recordExpiries has looked at
- *   the version; the only field ever updated on an event). Token issues are plain events
- *   (`_id: '<permissionId>:t:<random>'`, no seq): they change no decision.
+ * - `permission_events`: the CHAIN of each record, and the source of every state change. Grant,
+ *   renewal, withdrawal and expiry: `_id: '<permissionId>:<seq>'`, seq 1, 2, 3, ..., each
+ *   carrying `state` (grantId, lastGranted, expires, dataAvailableFrom, text hash, meters,
+ *   revoked*, expiryRecorded) as it is after that event. A writer reads the newest event (seq n)
+ *   and inserts seq n+1: the unique `_id` makes it a compare-and-swap on the whole record, so
+ *   racing writers serialise exactly like SQLite's BEGIN IMMEDIATE: of 20 parallel withdrawals
+ *   one inserts the 'revoked' event, the others find it and return changed=false; a renewal
+ *   racing a withdrawal either lands before it (and its grant is the one withdrawn) or sees it
+ *   (and creates a new record). Granted/renewed events also carry `grantId` and `expiryDue`
+ *   (removed once recordExpiries has looked at the version; the only field ever updated on an
+ *   event).
+ * - `permission_heads` `{ _id: permissionId, seq, stamp, state }`: a copy of the newest chain
+ *   event, written after each insert. A HINT only: reads take it, then read seq+1 by `_id`,
+ *   which must not exist (when it does, they walk on and repair the hint). So a withdrawal is
+ *   seen by the next read even if its writer stopped before moving the hint.
+ * - `permission_grants` `{ _id: grantId, permissionId }`: grant -> record, inserted after the
+ *   grant's chain event (a grant without its link is found through the events' `grantId` and
+ *   its link restored).
+ * - `permission_token_events`: token issues (`_id: '<permissionId>:t:<random>'`), plain events
+ *   that change no decision, kept out of `permission_events` so that the chain reads never pass
+ *   over them. history() merges both collections.
  *   History order is `stamp`: a per-process monotonic microsecond clock, raised above the stamp
  *   of the record's newest event, so a record's events keep their causal order across servers.
  * - `evidence_links` `{ _id: claimKey(organisationId, clientId), evidenceId }`: first insert wins.
  * - `refresh_token_links` `{ _id: tokenHash, grantId, clientId, sealedToken, issuedAt, expiresAt }`:
  *   the token only as its hash and sealed (never in clear); first insert wins.
+ *
+ * Hot paths read by `_id` alone (byGrantId: grant link, then record and head hint, then the
+ * seq after the head; recordTokenIssue the same, then one update and one insert), without sorts:
+ * FerretDB v1 (SQLite) hands only a lone `_id` equality to SQLite and evaluates every other
+ * filter and every sort by decoding the whole collection; on MongoDB each is one `_id` index
+ * lookup.
  *
  * Crashes between steps: a claim without its `permissions` document, or a document without its
  * first event, is completed by the next grant of the same K (that grant becomes the first);
@@ -50,6 +65,7 @@ import {
   DECISION_WRITE_CONCERN,
   domainCollections,
   insertClaim,
+  isDuplicateKey,
   runMongo,
 } from './mongo-common.ts';
 import type { DomainCollections, MongoDomainOptions } from './mongo-common.ts';
@@ -117,7 +133,27 @@ interface EventDoc {
   expiryDue?: Date;
 }
 
-type ChainEvent = EventDoc & { seq: number; state: RecordState };
+/** The newest chain event of a record: what its state is now. */
+interface Head {
+  permissionId: string;
+  seq: number;
+  stamp: number;
+  state: RecordState;
+}
+
+/** `permission_heads`: the head as last written (a hint, see #head). */
+interface HeadDoc extends Head {
+  _id: string;
+}
+
+/** `permission_grants`: which record a grant belongs to. */
+interface GrantLinkDoc {
+  _id: string;
+  permissionId: string;
+}
+
+/** `permission_token_events`: token issues, kept out of the chain's collection. */
+type TokenEventDoc = Omit<EventDoc, 'seq' | 'state' | 'grantId' | 'expiryDue'>;
 
 interface EvidenceDoc {
   _id: string;
@@ -206,24 +242,77 @@ export class MongoPermissionStore implements PermissionStore {
         current: db.collection<CurrentClaimDoc>(this.#names.permissionCurrent),
         permissions: db.collection<PermissionDoc>(this.#names.permissions),
         events: db.collection<EventDoc>(this.#names.permissionEvents),
+        tokenEvents: db.collection<TokenEventDoc>(this.#names.permissionTokenEvents),
+        heads: db.collection<HeadDoc>(this.#names.permissionHeads),
+        grants: db.collection<GrantLinkDoc>(this.#names.permissionGrants),
         evidence: db.collection<EvidenceDoc>(this.#names.evidenceLinks),
         links: db.collection<LinkDoc>(this.#names.refreshTokenLinks),
       }),
     );
   }
 
-  async #head(c: Collections, permissionId: string): Promise<ChainEvent | null> {
-    return (await c.events.find({ permissionId, seq: { $gte: 1 } }).sort({ seq: -1 }).limit(1).next()) as ChainEvent | null;
+  /**
+   * The newest chain event of a record, by `_id` reads only: the head document (a hint), then
+   * the next seq, which must not exist. A hint that lags (its writer stopped between inserting
+   * the event and moving the hint, or FerretDB applied an older hint write last) is walked
+   * forward event by event and repaired; without a hint the walk starts at seq 1 (chains have no
+   * gaps: seq n+1 is only inserted after reading seq n).
+   */
+  async #head(c: Collections, permissionId: string): Promise<Head | null> {
+    const hint = await c.heads.findOne({ _id: permissionId });
+    let head: Head | null = hint;
+    let moved = false;
+    for (;;) {
+      const next = await c.events.findOne({ _id: chainId(permissionId, (head?.seq ?? 0) + 1) }, { projection: { permissionId: 1, seq: 1, stamp: 1, state: 1 } });
+      if (next === null) break;
+      head = next as Head;
+      moved = true;
+    }
+    if (moved && head !== null) await this.#moveHead(c, head);
+    return head;
+  }
+
+  /**
+   * Writes the head hint. Last writer wins, even an older head written late: readers always
+   * check the next seq, so a stale hint costs a read, never a wrong answer.
+   */
+  async #moveHead(c: Collections, head: Head): Promise<void> {
+    const { permissionId, seq, stamp, state } = head;
+    try {
+      await c.heads.updateOne({ _id: permissionId }, { $set: { permissionId, seq, stamp, state } }, { upsert: true });
+    } catch (error) {
+      // Two first writes of one hint: the other one inserted it, which is as good.
+      if (!isDuplicateKey(error)) throw error;
+    }
+  }
+
+  /** Appends `event` to its record's chain (false: another writer took that seq), then moves the hint. */
+  async #appendChain(c: Collections, event: EventDoc & Head): Promise<boolean> {
+    if (!(await insertClaim(c.events, event, this.#wc))) return false;
+    await this.#moveHead(c, event);
+    return true;
+  }
+
+  /** The record a grant belongs to. */
+  async #permissionOfGrant(c: Collections, grantId: string): Promise<string | undefined> {
+    const link = await c.grants.findOne({ _id: grantId });
+    if (link !== null) return link.permissionId;
+    // No link: a recordGrant stopped between its event and the link (or data from before the
+    // links). The chain event names the grant; restore the link from it.
+    const version = await c.events.find({ grantId }, { projection: { permissionId: 1 } }).sort({ stamp: -1 }).limit(1).next();
+    if (version === null) return undefined;
+    await insertClaim(c.grants, { _id: grantId, permissionId: version.permissionId });
+    return version.permissionId;
   }
 
   /** The newest chain event of each record. */
-  async #heads(c: Collections, permissionIds: string[]): Promise<Map<string, ChainEvent>> {
-    const heads = new Map<string, ChainEvent>();
+  async #heads(c: Collections, permissionIds: string[]): Promise<Map<string, Head>> {
+    const heads = new Map<string, Head>();
     if (permissionIds.length === 0) return heads;
     const events = c.events.find({ permissionId: { $in: permissionIds }, seq: { $gte: 1 } }, { projection: { permissionId: 1, seq: 1, stamp: 1, state: 1 } });
     for await (const event of events) {
       const seen = heads.get(event.permissionId);
-      if (seen === undefined || (event.seq ?? 0) > seen.seq) heads.set(event.permissionId, event as ChainEvent);
+      if (seen === undefined || (event.seq ?? 0) > seen.seq) heads.set(event.permissionId, event as Head);
     }
     return heads;
   }
@@ -253,6 +342,20 @@ export class MongoPermissionStore implements PermissionStore {
     return winner.evidenceId;
   }
 
+  /**
+   * The claim of the newest generation of K, by `_id`: generation n+1 is only claimed after
+   * generation n was found withdrawn, so they have no gaps. One read per generation (one more
+   * per withdrawal and new grant of the same organisation, client and license).
+   */
+  async #currentClaim(c: Collections, key: string): Promise<CurrentClaimDoc | null> {
+    let claim: CurrentClaimDoc | null = null;
+    for (let generation = 1; ; generation += 1) {
+      const next = await c.current.findOne({ _id: `${key}#${generation}` });
+      if (next === null) return claim;
+      claim = next;
+    }
+  }
+
   async recordGrant(g: NewGrant): Promise<GrantOutcome> {
     const key = claimKey(g.organisationId, g.clientId, g.license);
     const detail = { license: g.license, expires: g.expires.toISOString(), meters: [...g.meters], permissionTextSha256: g.permissionTextSha256, grantId: g.grantId };
@@ -260,7 +363,7 @@ export class MongoPermissionStore implements PermissionStore {
       for (let attempt = 0; attempt < this.#maxAttempts; attempt += 1) {
         await backoff(attempt);
         // 1. The current generation of K, claiming the first one if there is none.
-        const claim = await c.current.find({ key }).sort({ generation: -1 }).limit(1).next();
+        const claim = await this.#currentClaim(c, key);
         let permissionId: string;
         let generation: number;
         if (claim === null) {
@@ -288,11 +391,12 @@ export class MongoPermissionStore implements PermissionStore {
         const head = await this.#head(c, permissionId);
         const state = stateOfGrant(g);
         if (head === null) {
-          const event: EventDoc = {
-            _id: chainId(permissionId, 1), permissionId, seq: 1, stamp: nextStamp(), at: g.at, kind: 'granted', actor: g.userId,
+          const event = {
+            _id: chainId(permissionId, 1), permissionId, seq: 1, stamp: nextStamp(), at: g.at, kind: 'granted' as const, actor: g.userId,
             detail, state, grantId: g.grantId, expiryDue: g.expires,
           };
-          if (!(await insertClaim(c.events, event, this.#wc))) continue;
+          if (!(await this.#appendChain(c, event))) continue;
+          await insertClaim(c.grants, { _id: g.grantId, permissionId }, this.#wc);
           return { permission: compose(base, state), kind: 'granted' };
         }
         if (head.state.revoked !== null) {
@@ -300,12 +404,13 @@ export class MongoPermissionStore implements PermissionStore {
           await insertClaim(c.current, { _id: `${key}#${generation + 1}`, key, generation: generation + 1, permissionId: newId(), claimedAt: g.at }, this.#wc);
           continue;
         }
-        const event: EventDoc = {
+        const event = {
           _id: chainId(permissionId, head.seq + 1), permissionId, seq: head.seq + 1, stamp: nextStamp(head.stamp + 1), at: g.at,
-          kind: 'renewed', actor: g.userId, detail: { ...detail, previousExpires: head.state.expires.toISOString() },
+          kind: 'renewed' as const, actor: g.userId, detail: { ...detail, previousExpires: head.state.expires.toISOString() },
           state, grantId: g.grantId, expiryDue: g.expires,
         };
-        if (!(await insertClaim(c.events, event, this.#wc))) continue;
+        if (!(await this.#appendChain(c, event))) continue;
+        await insertClaim(c.grants, { _id: g.grantId, permissionId }, this.#wc);
         return { permission: compose(base, state), kind: 'renewed', replacedGrantId: head.state.grantId };
       }
       throw new ContentionError('recordGrant', this.#maxAttempts);
@@ -321,12 +426,12 @@ export class MongoPermissionStore implements PermissionStore {
         // Revoked is final: the event that set it is in the chain, every later call sees it.
         if (head.state.revoked !== null) return { permission: compose(base, head.state), changed: false };
         const state: RecordState = { ...head.state, revoked: at, revokedBy: by, revokedReason: reason };
-        const event: EventDoc = {
+        const event = {
           _id: chainId(permissionId, head.seq + 1), permissionId, seq: head.seq + 1, stamp: nextStamp(head.stamp + 1), at,
-          kind: 'revoked', actor, detail: { by, reason }, state,
+          kind: 'revoked' as const, actor, detail: { by, reason }, state,
         };
         // Of racing writers exactly one inserts seq+1; the others read again.
-        if (await insertClaim(c.events, event, this.#wc)) return { permission: compose(base, state), changed: true };
+        if (await this.#appendChain(c, event)) return { permission: compose(base, state), changed: true };
       }
       throw new ContentionError('withdraw', this.#maxAttempts);
     });
@@ -338,8 +443,8 @@ export class MongoPermissionStore implements PermissionStore {
 
   async byGrantId(grantId: string) {
     return this.#run(async (c) => {
-      const version = await c.events.find({ grantId }, { projection: { permissionId: 1 } }).sort({ stamp: -1 }).limit(1).next();
-      return version ? this.#byId(c, version.permissionId) : undefined;
+      const permissionId = await this.#permissionOfGrant(c, grantId);
+      return permissionId === undefined ? undefined : this.#byId(c, permissionId);
     });
   }
 
@@ -359,24 +464,29 @@ export class MongoPermissionStore implements PermissionStore {
 
   async history(permissionId: string): Promise<PermissionEvent[]> {
     return this.#run(async (c) => {
-      const events = await c.events.find({ permissionId }).sort({ stamp: 1, _id: 1 }).toArray();
+      const [chain, tokens] = await Promise.all([c.events.find({ permissionId }).toArray(), c.tokenEvents.find({ permissionId }).toArray()]);
+      const events: TokenEventDoc[] = [...chain, ...tokens];
+      // Stamp order; `_id` (ASCII) breaks ties the way a sort on { stamp: 1, _id: 1 } would.
+      events.sort((a, b) => a.stamp - b.stamp || (a._id < b._id ? -1 : a._id > b._id ? 1 : 0));
       return events.map((e) => ({ permissionId: e.permissionId, at: e.at, kind: e.kind, actor: e.actor, detail: e.detail }));
     });
   }
 
   async recordTokenIssue(grantId: string, at: Date, expiresAt: Date, kind: 'token_issued' | 'token_refreshed', actor: string) {
     await this.#run(async (c) => {
-      const version = await c.events.find({ grantId }, { projection: { permissionId: 1 } }).sort({ stamp: -1 }).limit(1).next();
-      if (!version) return;
-      const head = await this.#head(c, version.permissionId);
+      const permissionId = await this.#permissionOfGrant(c, grantId);
+      if (permissionId === undefined) return;
+      const head = await this.#head(c, permissionId);
       if (!head) return;
       const tokenExpires = new Date(Math.min(expiresAt.getTime(), head.state.expires.getTime()));
       // Only token issues write these fields (last writer wins, as in SQLite).
-      await c.permissions.updateOne({ _id: version.permissionId }, { $set: { tokenIssuedAt: at, tokenExpires } });
-      await c.events.insertOne({
-        _id: `${version.permissionId}:t:${randomBytes(9).toString('base64url')}`, permissionId: version.permissionId,
-        stamp: nextStamp(head.stamp + 1), at, kind, actor, detail: { tokenExpires: tokenExpires.toISOString() },
-      });
+      await Promise.all([
+        c.permissions.updateOne({ _id: permissionId }, { $set: { tokenIssuedAt: at, tokenExpires } }),
+        c.tokenEvents.insertOne({
+          _id: `${permissionId}:t:${randomBytes(9).toString('base64url')}`, permissionId,
+          stamp: nextStamp(head.stamp + 1), at, kind, actor, detail: { tokenExpires: tokenExpires.toISOString() },
+        }),
+      ]);
     });
   }
 
@@ -420,12 +530,12 @@ export class MongoPermissionStore implements PermissionStore {
       for (const candidate of due) {
         const head = await this.#head(c, candidate.permissionId);
         if (head && head.seq === candidate.seq && head.state.revoked === null && !head.state.expiryRecorded) {
-          const event: EventDoc = {
+          const event = {
             _id: chainId(head.permissionId, head.seq + 1), permissionId: head.permissionId, seq: head.seq + 1,
-            stamp: nextStamp(head.stamp + 1), at: head.state.expires, kind: 'expired', actor: 'system',
+            stamp: nextStamp(head.stamp + 1), at: head.state.expires, kind: 'expired' as const, actor: 'system',
             detail: { seenAt: now.toISOString() }, state: { ...head.state, expiryRecorded: true },
           };
-          if (await insertClaim(c.events, event, this.#wc)) {
+          if (await this.#appendChain(c, event)) {
             const base = await c.permissions.findOne({ _id: head.permissionId });
             if (base) recorded.push(compose(base, head.state));
           }
@@ -442,6 +552,9 @@ interface Collections {
   current: mongo.Collection<CurrentClaimDoc>;
   permissions: mongo.Collection<PermissionDoc>;
   events: mongo.Collection<EventDoc>;
+  tokenEvents: mongo.Collection<TokenEventDoc>;
+  heads: mongo.Collection<HeadDoc>;
+  grants: mongo.Collection<GrantLinkDoc>;
   evidence: mongo.Collection<EvidenceDoc>;
   links: mongo.Collection<LinkDoc>;
 }

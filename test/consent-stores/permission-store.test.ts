@@ -80,9 +80,14 @@ describe.skipIf(SKIP_SERVICES)(`MongoPermissionStore (${EXTERNAL_MONGODB_URI ? '
     expect(doc?.firstGranted).toBeInstanceOf(Date);
     expect(doc?.tokenIssuedAt).toBeInstanceOf(Date);
     const events = await db.collection('permission_events').find({ permissionId: p.id }).toArray();
-    expect(events.map((e) => e.kind).sort()).toEqual(['granted', 'revoked', 'token_issued']);
-    for (const e of events) expect(e.at).toBeInstanceOf(Date);
+    expect(events.map((e) => e.kind).sort()).toEqual(['granted', 'revoked']);
+    const tokenEvents = await db.collection('permission_token_events').find({ permissionId: p.id }).toArray();
+    expect(tokenEvents.map((e) => e.kind)).toEqual(['token_issued']);
+    for (const e of [...events, ...tokenEvents]) expect(e.at).toBeInstanceOf(Date);
     expect(events.find((e) => e.kind === 'revoked')?.state?.revoked).toBeInstanceOf(Date);
+    // The hot-path lookups: grant -> record and the head hint, both by `_id`.
+    expect(await db.collection('permission_grants').findOne({ _id: g.grantId as never })).toMatchObject({ permissionId: p.id });
+    expect(await db.collection('permission_heads').findOne({ _id: p.id as never })).toMatchObject({ seq: 2, state: { revoked: expect.any(Date) } });
   });
 
   it('completes a grant that crashed after claiming the record (claim without document, document without events)', async () => {
