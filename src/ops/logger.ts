@@ -75,7 +75,32 @@ export interface LoggerOptions {
   base?: Record<string, unknown>;
 }
 
+/** Bytes of log lines gathered before one write to stdout (see stdoutDestination). */
+const STDOUT_BATCH_BYTES = 4096;
+/** The longest a line waits in that batch. */
+const STDOUT_FLUSH_MS = 1000;
+
+/**
+ * stdout for log lines, written in batches: one write per request line cost ~6-15 µs of an
+ * introspection's ~100 µs (bench/). A line waits at most a second, an error or fatal line not at
+ * all, and pino flushes what is left when the process exits.
+ */
+function stdoutDestination(): DestinationStream & { flush(): void } {
+  const destination = pino.destination({ dest: 1, sync: false, minLength: STDOUT_BATCH_BYTES });
+  const flushNow = destination.flush.bind(destination);
+  const flush = () => {
+    try {
+      flushNow();
+    } catch {
+      // stdout already closed at exit: nothing left to do
+    }
+  };
+  setInterval(flush, STDOUT_FLUSH_MS).unref();
+  return { write: (line: string) => destination.write(line), flush };
+}
+
 export function createLogger(options: LoggerOptions = {}): Logger {
+  const stdout = options.destination ? undefined : stdoutDestination();
   return pino({
     level: options.level ?? 'info',
     base: options.base ?? null,
@@ -86,7 +111,14 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       const requestId = scope.getStore()?.requestId;
       return requestId ? { reqId: requestId } : {};
     },
-  }, options.destination ?? pino.destination({ dest: 1, sync: false }));
+    hooks: {
+      // Errors reach the log at once, not with the next batch.
+      logMethod(args, method, level) {
+        method.apply(this, args);
+        if (stdout && level >= 50) stdout.flush();
+      },
+    },
+  }, options.destination ?? stdout!);
 }
 
 /**
