@@ -334,6 +334,7 @@ class ProductionBulkWriter implements BulkWriter {
       this.#insert(this.#n.smeOrganisations, d.organisations), this.#insert(this.#n.smeOrganisationNames, d.names),
       this.#insert(this.#n.smeMeters, d.meters), this.#insert(this.#n.smeUsers, d.users),
       this.#insert(this.#n.smeClientAccounts, rows.map((r) => ({ _id: claimKey(r.sme.orgId, r.clientId), accountId: r.accountId, organisationId: r.sme.orgId, clientId: r.clientId }))),
+      this.#insert(this.#n.smeAccountIds, rows.map((r) => ({ _id: r.accountId, organisationId: r.sme.orgId, clientId: r.clientId }))),
       this.#insert(this.#n.evidenceLinks, rows.map((r) => ({ _id: claimKey(r.sme.orgId, r.clientId), organisationId: r.sme.orgId, clientId: r.clientId, evidenceId: r.evidenceId }))),
       this.#insert(this.#n.permissionCurrent, rows.map((r) => {
         const key = claimKey(r.sme.orgId, r.clientId, r.license.url);

@@ -56,6 +56,7 @@ export function domainCollections(prefix = '') {
     smeUsers: `${prefix}sme_users`,
     smeMeters: `${prefix}sme_meters`,
     smeClientAccounts: `${prefix}sme_client_accounts`,
+    smeAccountIds: `${prefix}sme_account_ids`,
   } as const;
 }
 

@@ -12,6 +12,10 @@
  *                            identifier, fuel, outcode, ownershipEvidence }`: first insert wins.
  * - `sme_client_accounts`    `{ _id: claimKey(organisationId, clientId), accountId, organisationId,
  *                            clientId }`: the first identifier a client was given stays its identifier.
+ * - `sme_account_ids`        `{ _id: accountId, organisationId, clientId }`: the same, keyed by the
+ *                            identifier, so that resolveAccount (every token request) reads by `_id`
+ *                            (FerretDB v1 decodes the whole collection for any other filter).
+ *                            Written after the claim; a missing one is restored from it.
  *
  * No transactions: addSme checks the email first, then creates the organisation (or finds it),
  * then inserts the user. Only a lost race on the same new email (or a crash) can leave an
@@ -34,6 +38,7 @@ interface OrganisationNameDoc { _id: string; organisationId: string }
 interface UserDoc { _id: string; id: string; organisationId: string; passwordHash: string; createdAt: Date }
 interface MeterDoc { _id: string; id: string; organisationId: string; identifier: string; fuel: Meter['fuel']; outcode: string; ownershipEvidence: string }
 interface ClientAccountDoc { _id: string; accountId: string; organisationId: string; clientId: string }
+interface AccountIdDoc { _id: string; organisationId: string; clientId: string }
 
 interface Collections {
   organisations: mongo.Collection<OrganisationDoc>;
@@ -41,6 +46,7 @@ interface Collections {
   users: mongo.Collection<UserDoc>;
   meters: mongo.Collection<MeterDoc>;
   accounts: mongo.Collection<ClientAccountDoc>;
+  accountIds: mongo.Collection<AccountIdDoc>;
 }
 
 // Same as sme-accounts.ts (not exported there).
@@ -71,6 +77,7 @@ export class MongoSmeAccounts implements SmeAccountStore {
         users: db.collection<UserDoc>(this.#names.smeUsers),
         meters: db.collection<MeterDoc>(this.#names.smeMeters),
         accounts: db.collection<ClientAccountDoc>(this.#names.smeClientAccounts),
+        accountIds: db.collection<AccountIdDoc>(this.#names.smeAccountIds),
       }),
     );
   }
@@ -155,7 +162,10 @@ export class MongoSmeAccounts implements SmeAccountStore {
     const account = `acct_${createHmac('sha256', this.#accountSecret).update(`${organisationId}\n${clientId}`).digest('base64url').slice(0, 32)}`;
     return this.#run(async (c) => {
       const _id = claimKey(organisationId, clientId);
-      if (await insertClaim(c.accounts, { _id, accountId: account, organisationId, clientId })) return account;
+      if (await insertClaim(c.accounts, { _id, accountId: account, organisationId, clientId })) {
+        await insertClaim(c.accountIds, { _id: account, organisationId, clientId });
+        return account;
+      }
       // The first identifier a client was given stays its identifier, even if the secret changed since.
       const first = await c.accounts.findOne({ _id });
       if (first === null) throw new Error('client account vanished');
@@ -165,7 +175,14 @@ export class MongoSmeAccounts implements SmeAccountStore {
 
   /** Which organisation and client an opaque account identifier stands for. */
   async resolveAccount(accountId: string): Promise<{ organisationId: string; clientId: string } | undefined> {
-    const doc = await this.#run((c) => c.accounts.findOne({ accountId }));
+    const doc = await this.#run(async (c) => {
+      const byId = await c.accountIds.findOne({ _id: accountId });
+      if (byId !== null) return byId;
+      // Not there: its writer stopped after the claim, or the claim predates this collection.
+      const claim = await c.accounts.findOne({ accountId });
+      if (claim !== null) await insertClaim(c.accountIds, { _id: accountId, organisationId: claim.organisationId, clientId: claim.clientId });
+      return claim;
+    });
     return doc ? { organisationId: doc.organisationId, clientId: doc.clientId } : undefined;
   }
 }
