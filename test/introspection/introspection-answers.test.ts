@@ -10,7 +10,7 @@ import { startServer, type RunningServer } from '../../src/server.ts';
 import { pushAuthorization, smeDecides } from '../support/flows.ts';
 import { HttpBrowser } from '../support/http-browser.ts';
 import { mtlsAgent, oauthClient, type OAuthClient } from '../support/oauth-client.ts';
-import { freePort, startTestServer, type TestServer } from '../support/server.ts';
+import { freePort, startTestServerOn, storageUnderTest, type StorageUnderTest, type TestServer } from '../support/server.ts';
 import { TestTrustFramework, type ClientCredentials } from '../support/trust-framework.ts';
 
 const SME = { email: 'energy@bakery.example', password: 'a long enough password', organisation: 'Corner Bakery Ltd' };
@@ -19,11 +19,12 @@ interface Answer { status: number; body: string; headers: Record<string, string 
 
 /**
  * endpoints/introspection.ts answers introspection itself for the requests data providers send,
- * and hands every other request to the library. Both servers here share one data directory and
- * one issuer; `library` answers every introspection with oidc-provider's own endpoint. Every
+ * and hands every other request to the library. Both servers here share one store (the embedded
+ * one, or MongoDB + Redis) and one issuer; `library` answers every introspection with oidc-provider's own endpoint. Every
  * request below must get the same status, body and headers from both.
  */
-describe('introspection answers the same as the library’s own endpoint', () => {
+describe.each(['sqlite', 'mongo'] as const)('introspection answers the same as the library’s own endpoint (%s)', (kind) => {
+  let storage: StorageUnderTest;
   let tf: TestTrustFramework;
   let server: TestServer;
   let library: RunningServer;
@@ -37,8 +38,9 @@ describe('introspection answers the same as the library’s own endpoint', () =>
     tf = await TestTrustFramework.create();
     const bankCredentials = await tf.member('https://directory.example/a/bakery-bank', ['financial-service-provider'], 'Bakery Bank plc');
     api = await tf.member('https://directory.example/a/emissions-api', ['carbon-accounting-provider'], 'Demo CAP Ltd');
-    const env = { RESOURCE_SERVERS: api.applicationUrl };
-    server = await startTestServer(tf, env);
+    storage = await storageUnderTest(kind);
+    const env = { ...storage.env, RESOURCE_SERVERS: api.applicationUrl };
+    server = await startTestServerOn(storage, tf, env);
     const mtlsPort = await freePort();
     library = await startServer(loadConfig({
       ISSUER: server.issuer, MTLS_ORIGIN: server.mtlsOrigin, DATA_DIR: tf.dataDir, PUBLIC_PORT: String(await freePort()), MTLS_PORT: String(mtlsPort), ...env,
@@ -55,6 +57,7 @@ describe('introspection answers the same as the library’s own endpoint', () =>
   afterAll(async () => {
     await library?.close();
     await server?.close();
+    await storage?.stop();
   });
 
   async function ask(origin: string, options: { body?: string | (() => Readable); method?: string; headers?: Record<string, string>; agent?: Agent }): Promise<Answer> {
