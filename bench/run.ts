@@ -191,7 +191,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     }
     const serverCpu = new CpuMeter(watch.server ?? (() => []));
     const storeCpu = new CpuMeter(watch.stores ?? (() => []));
-    const rss: Array<{ t: number; rssMiB: number }> = [];
+    const rss: Array<{ t: number; rssMiB: number; anonMiB: number }> = [];
     let sampler: NodeJS.Timeout | undefined;
     let t0 = 0;
     const window = { fromUs: 0, toUs: 0 };
@@ -201,13 +201,13 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
       storeCpu.start();
       t0 = performance.now();
       if (watch.rss && watch.server) {
-        const sample = () => rss.push({ t: Math.round((performance.now() - t0) / 100) / 10, rssMiB: Math.round(rssBytes(watch.server!()) / 1048576 * 10) / 10 });
+        const sample = () => rss.push({ t: Math.round((performance.now() - t0) / 100) / 10, ...residentMiB(watch.server!()) });
         sample();
         sampler = setInterval(sample, 1000);
       }
     }).finally(() => clearInterval(sampler));
     window.toUs = Math.min(hrtimeUs(), window.fromUs + spec.durationSeconds * 1e6);
-    if (watch.rss && watch.server) rss.push({ t: Math.round((performance.now() - t0) / 100) / 10, rssMiB: Math.round(rssBytes(watch.server()) / 1048576 * 10) / 10 });
+    if (watch.rss && watch.server) rss.push({ t: Math.round((performance.now() - t0) / 100) / 10, ...residentMiB(watch.server()) });
     const cpu = { server: round(serverCpu.cores()), stores: round(storeCpu.cores()), load: result.loadCores };
     const line = `${spec.name}: ${result.rps} ${spec.kind === 'flow' ? 'flows' : 'req'}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, errors ${result.errors}/${result.completed}` +
       `${result.unfinished ? `, unfinished ${result.unfinished}` : ''}, cpu server ${cpu.server} stores ${cpu.stores} load ${cpu.load}`;
@@ -371,12 +371,15 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         const r = await pass({ ...flowSpec(`memory ${store}`, o.soakSeconds), warmupSeconds: Math.min(o.warmup, 2) }, { ...watch, rss: true });
         const samples = r.rss;
         const tenth = Math.max(1, Math.floor(samples.length / 10));
-        const mean = (xs: typeof samples) => xs.reduce((s, x) => s + x.rssMiB, 0) / Math.max(1, xs.length);
-        const first = mean(samples.slice(0, tenth));
-        const last = mean(samples.slice(-tenth));
+        const drift = (of: (x: (typeof samples)[number]) => number) => {
+          const mean = (xs: typeof samples) => xs.reduce((s, x) => s + of(x), 0) / Math.max(1, xs.length);
+          const first = mean(samples.slice(0, tenth));
+          return round(((mean(samples.slice(-tenth)) - first) / Math.max(first, 1)) * 100, 1);
+        };
         report.memory.push({
           store, seconds: o.soakSeconds, flows: r.result.ok, samples, startMiB: samples[0]?.rssMiB ?? 0,
-          peakMiB: Math.max(...samples.map((s) => s.rssMiB)), endMiB: samples.at(-1)?.rssMiB ?? 0, driftPercent: round(((last - first) / Math.max(first, 1)) * 100, 1),
+          peakMiB: Math.max(...samples.map((s) => s.rssMiB)), endMiB: samples.at(-1)?.rssMiB ?? 0, driftPercent: drift((x) => x.rssMiB),
+          anonStartMiB: samples[0]?.anonMiB ?? 0, anonPeakMiB: Math.max(...samples.map((s) => s.anonMiB)), anonEndMiB: samples.at(-1)?.anonMiB ?? 0, anonDriftPercent: drift((x) => x.anonMiB),
         });
         if (r.result.errors) report.problems.push(`memory run ${store}: ${r.result.errors} flows failed, e.g. ${r.result.errorSamples[0]}`);
       });
@@ -477,6 +480,9 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
   return { report, jsonFile, mdFile, broken };
 }
 
+const residentMiB = (pids: number[]) => ({
+  rssMiB: Math.round(rssBytes(pids) / 1048576 * 10) / 10, anonMiB: Math.round(rssBytes(pids, 'RssAnon') / 1048576 * 10) / 10,
+});
 const hrtimeUs = () => Number(process.hrtime.bigint() / 1000n);
 
 function round(n: number, digits = 2): number {

@@ -50,12 +50,17 @@ export function cpuSeconds(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + (stat(pid)?.cpuSeconds ?? 0), 0);
 }
 
-/** Resident set size in bytes (VmRSS), summed over these processes. */
-export function rssBytes(pids: number[]): number {
+/**
+ * Resident set size in bytes, summed over these processes: VmRSS (everything resident), or
+ * RssAnon (the processes' own memory, without file pages such as SQLite's memory map, which the
+ * kernel drops under pressure).
+ */
+export function rssBytes(pids: number[], field: 'VmRSS' | 'RssAnon' = 'VmRSS'): number {
   let total = 0;
+  const pattern = new RegExp(`${field}:\\s+(\\d+) kB`);
   for (const pid of pids) {
     try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      const m = pattern.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
       if (m) total += Number(m[1]) * 1024;
     } catch {
       // gone

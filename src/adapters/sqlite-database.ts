@@ -8,7 +8,8 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
  * - creates the parent directory (mode 0700) and the file (mode 0600: it holds sessions and
  *   grants; SQLite gives the -wal and -shm files the same mode);
  * - busy_timeout 5000 ms, WAL journal, synchronous NORMAL (durable across process crashes; a
- *   power loss can lose the last commits but never corrupts), foreign keys enforced.
+ *   power loss can lose the last commits but never corrupts), foreign keys enforced, a 64 MiB
+ *   page cache and reads through a memory map of up to 1 GiB.
  *
  * `':memory:'` opens a private in-memory database (tests).
  */
@@ -32,6 +33,12 @@ export function openSqliteDatabase(file: string): DatabaseSync {
     // 64 MiB page cache: token lookups stay in memory as the store grows (measured in bench/:
     // three lookups 147 µs with the default 2 MiB at 300k stored, 52 µs with 64 MiB).
     db.exec('PRAGMA cache_size = -65536');
+    // Reads through a memory map of up to 1 GiB: a page the cache above does not hold costs a
+    // memory access instead of a read() into it. At 300,000 stored, introspection's p99 went from
+    // 4.9 to 3.0 ms and its throughput from 88 % to 95 % of the 1,000-stored figure (bench/).
+    // The mapped pages are the kernel's file cache: they count in RSS but are dropped under
+    // memory pressure, and writes still go through the WAL as before.
+    if (!inMemory) db.exec('PRAGMA mmap_size = 1073741824');
   } catch (error) {
     db.close();
     throw error;
