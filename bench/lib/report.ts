@@ -28,6 +28,8 @@ export interface Row {
 export interface MemoryResult {
   store: StoreKind;
   seconds: number;
+  /** Seconds of whole flows before the measured window. */
+  warmupSeconds?: number;
   flows: number;
   samples: Array<{ t: number; rssMiB: number; anonMiB?: number }>;
   startMiB: number;
@@ -134,12 +136,12 @@ export function markdown(r: BenchReport): string {
   }
   if (r.memory.length) {
     out.push('## Resident memory over a run of whole flows', '');
-    out.push('| Store | seconds | flows | start MiB | peak MiB | end MiB | drift | own memory (RssAnon): start, peak, end MiB | drift |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    out.push('| Store | warm-up s | seconds | flows | start MiB | peak MiB | end MiB | drift | own memory (RssAnon): start, peak, end MiB | drift |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const m of r.memory) {
-      out.push(`| ${m.store} | ${m.seconds} | ${m.flows} | ${fmt(m.startMiB, 0)} | ${fmt(m.peakMiB, 0)} | ${fmt(m.endMiB, 0)} | ${fmt(m.driftPercent, 1)} % | ` +
+      out.push(`| ${m.store} | ${m.warmupSeconds ?? '—'} | ${m.seconds} | ${m.flows} | ${fmt(m.startMiB, 0)} | ${fmt(m.peakMiB, 0)} | ${fmt(m.endMiB, 0)} | ${fmt(m.driftPercent, 1)} % | ` +
         `${fmt(m.anonStartMiB, 0)}, ${fmt(m.anonPeakMiB, 0)}, ${fmt(m.anonEndMiB, 0)} | ${m.anonDriftPercent === undefined ? '—' : `${fmt(m.anonDriftPercent, 1)} %`} |`);
     }
-    out.push('', 'Drift: mean of the last tenth of the samples against the first tenth. Resident memory (VmRSS) includes the pages of SQLite\'s memory-mapped file that were read, which grow with the database and which the kernel reclaims under pressure; RssAnon is the server\'s own memory.', '');
+    out.push('', 'Drift: mean of the last tenth of the window\'s samples against its first tenth, after the warm-up. VmRSS is everything resident; RssAnon the server\'s own memory (without file pages).', '');
   }
   if (r.scale.length) {
     out.push('## Scale: introspection with few and many stored permissions and tokens', '');
