@@ -58,7 +58,7 @@ describe('SQLite store specifics', () => {
     expect(db.prepare('PRAGMA foreign_keys').get()).toEqual({ foreign_keys: 1 });
     expect(db.prepare('PRAGMA synchronous').get()).toEqual({ synchronous: 1 });
     expect(db.prepare('PRAGMA cache_size').get()).toEqual({ cache_size: -65536 });
-    expect(db.prepare('PRAGMA mmap_size').get()).toEqual({ mmap_size: 1073741824 });
+    expect(db.prepare('PRAGMA mmap_size').get()).toEqual({ mmap_size: 0 });
     if (process.platform !== 'win32') {
       expect(statSync(file).mode & 0o777).toBe(0o600);
     }
