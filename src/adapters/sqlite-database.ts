@@ -61,27 +61,13 @@ export function migrate(db: DatabaseSync, name: string, sql: string): boolean {
     applied_at INTEGER NOT NULL
   )`);
 
-  const nested = db.isTransaction;
-  db.exec(nested ? 'SAVEPOINT migrate' : 'BEGIN IMMEDIATE');
-  try {
+  return writeTransaction(db, () => {
     const applied = db.prepare('SELECT 1 AS applied FROM schema_migrations WHERE name = ?').get(name);
-    if (applied === undefined) {
-      db.exec(sql);
-      db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(name, Date.now());
-    }
-    db.exec(nested ? 'RELEASE migrate' : 'COMMIT');
-    return applied === undefined;
-  } catch (error) {
-    // SQLite may already have rolled back by itself (e.g. disk full); then there is nothing to undo.
-    if (db.isTransaction) {
-      try {
-        db.exec(nested ? 'ROLLBACK TO migrate; RELEASE migrate' : 'ROLLBACK');
-      } catch {
-        // keep the original error
-      }
-    }
-    throw error;
-  }
+    if (applied !== undefined) return false;
+    db.exec(sql);
+    db.prepare('INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)').run(name, Date.now());
+    return true;
+  });
 }
 
 /** A statement by its SQL, prepared once (see preparedStatements). */
