@@ -177,6 +177,11 @@ export interface ModelOperations {
   revokeByGrantId(model: string, grantId: string): void | Promise<void>;
 }
 
+/** An id a model entry may be saved under: a non-empty string (every store's upsert checks it). */
+export function assertModelId(id: unknown): asserts id is string {
+  if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+}
+
 /** The adapter for one model; oidc-provider keeps one per model class. */
 export class ModelAdapter implements OidcAdapter {
   readonly #ops: ModelOperations;
@@ -188,7 +193,7 @@ export class ModelAdapter implements OidcAdapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+    assertModelId(id);
     await this.#ops.upsert(this.#model, id, payload, expiresIn);
   }
 

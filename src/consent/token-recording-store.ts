@@ -1,3 +1,4 @@
+import { assertModelId } from '../adapters/oidc-adapter-common.ts';
 import { SqliteOidcStore } from '../adapters/sqlite-oidc-store.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from '../adapters/types.ts';
 import type { Permissions } from './permissions.ts';
@@ -39,7 +40,7 @@ export class TokenRecordingStore implements OidcStore {
         const recorder = permissions();
         // (A closed database takes the other path, whose write fails as the store says it does.)
         if (sqlite && sqlite.database.isOpen && recorder.recordsSynchronouslyOn(sqlite.database)) {
-          if (typeof id !== 'string' || id === '') throw new TypeError('id must be a non-empty string');
+          assertModelId(id);
           recorder.tokenSavedSync(modelName, id, payload, () => sqlite.upsertSync(modelName, id, payload, expiresIn));
           return;
         }
