@@ -85,16 +85,15 @@ export class SqliteAuditLog implements AuditLog {
   }
 
   async append(e: AuditEvent): Promise<void> {
-    // BEGIN IMMEDIATE serialises appenders, also across processes sharing the file, so the chain
-    // never forks.
-    writeTransaction(this.#db, () => this.appendSync(e));
+    this.appendSync(e);
   }
 
   /**
    * append inside the caller's write transaction on this connection (Permissions.tokenSavedSync
    * records a token issue and its audit event in one). The head is read inside that transaction,
    * which holds the write lock, so the chain cannot fork across processes either. Outside a
-   * transaction it takes one of its own.
+   * transaction it takes one of its own: BEGIN IMMEDIATE serialises appenders, also across
+   * processes sharing the file.
    */
   appendSync(e: AuditEvent): void {
     if (!this.#db.isTransaction) {
