@@ -245,6 +245,19 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
 
   phase('ceiling (start)');
   await measureCeiling('start');
+  if (o.scenarios.has('workers')) {
+    // What both cores serve for a trivial endpoint, beside WORKERS=2 (see the workers table).
+    phase('ceiling in two processes');
+    const two = await startCeiling({ cert: files.serverCert, key: files.serverKey, ca: files.clientCa }, 2);
+    try {
+      const { result, cpu } = await pass({ ...common, name: 'ceiling, two processes', kind: 'static', mtls: endpoint(two.port, rs), clientId: RS_URL }, { server: () => processTree(two.pid) });
+      report.ceiling.twoProcesses = { rps: result.rps, p99: result.latency.p99, loadCores: result.loadCores, serverCores: cpu.server };
+    } catch (error) {
+      problem('ceiling, two processes', error);
+    } finally {
+      await two.stop();
+    }
+  }
 
   for (const store of o.stores) {
     let services: { redis: RunningService; mongo: RunningService } | undefined;

@@ -96,10 +96,11 @@ export async function startServerProcess(options: {
 
 export interface CeilingProcess { pid: number; port: number; stop(): Promise<void> }
 
-export async function startCeiling(files: { cert: string; key: string; ca: string }): Promise<CeilingProcess> {
+/** The ceiling endpoint (bench/ceiling.ts), in `processes` processes (node:cluster) on one port. */
+export async function startCeiling(files: { cert: string; key: string; ca: string }, processes = 1): Promise<CeilingProcess> {
   const child = track(fork(path.join(REPO, 'bench/ceiling.ts'), [], {
     cwd: REPO, execArgv: NODE_FLAGS, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, CEILING_CERT: files.cert, CEILING_KEY: files.key, CEILING_CA: files.ca },
+    env: { ...process.env, CEILING_CERT: files.cert, CEILING_KEY: files.key, CEILING_CA: files.ca, CEILING_PROCESSES: String(processes) },
   }));
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { type: string; port: number }) => resolve(m.port));
@@ -114,7 +115,8 @@ export async function startCeiling(files: { cert: string; key: string; ca: strin
  */
 export async function runLoadProcess(spec: LoadSpec, onMeasure: () => void = () => {}): Promise<LoadResult> {
   const child = track(fork(path.join(REPO, 'bench/load.ts'), [], { cwd: REPO, execArgv: NODE_FLAGS, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-  const limitMs = (spec.warmupSeconds + spec.durationSeconds) * 1000 + spec.timeoutMs + 60_000;
+  // An open-loop pass warms up twice (closed loop, then a ramp): see bench/load.ts.
+  const limitMs = (spec.warmupSeconds * (spec.rate === undefined ? 1 : 2) + spec.durationSeconds) * 1000 + spec.timeoutMs + 60_000;
   try {
     return await new Promise<LoadResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`load pass ${spec.name} did not finish within ${limitMs / 1000} s`)), limitMs);

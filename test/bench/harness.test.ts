@@ -15,10 +15,10 @@ describe('the benchmark harness', () => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'perseus-bench-smoke-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('runs a 1-second scenario in separate processes and writes JSON and Markdown results', async () => {
+  it('runs 1-second scenarios in separate processes and writes JSON and Markdown results', async () => {
     const { report, jsonFile, mdFile, broken } = await runBench({
       ...optionsFromEnv({}),
-      stores: ['sqlite'], scenarios: new Set(['ceiling', 'introspection']), profile: false,
+      stores: ['sqlite'], scenarios: new Set(['ceiling', 'introspection', 'introspection-rate', 'workers']), profile: false,
       seconds: 1, warmup: 0.3, serverWarmup: 0.3, connections: 4, base: 100, outDir: out, log: () => {},
     });
     expect(report.problems).toEqual([]);
@@ -36,11 +36,23 @@ describe('the benchmark harness', () => {
     expect(['yes', 'no']).toContain(row!.met);
     expect(row!.cpu!.server).toBeGreaterThan(0);
 
+    // The open-loop pass (closed-loop warm-up, ramp, then the schedule) answered everything it sent.
+    const openLoop = report.rows.find((r) => r.scenario.startsWith('introspection at 80 %'));
+    expect(openLoop).toBeDefined();
+    expect(openLoop!.load!.errors).toBe(0);
+    expect(openLoop!.load!.ok).toBeGreaterThan(0);
+    // One worker vs two, and the ceiling in two processes beside them.
+    expect(report.workers).toHaveLength(1);
+    expect(report.workers[0]!.one).toBeGreaterThan(0);
+    expect(report.workers[0]!.two).toBeGreaterThan(0);
+    expect(report.ceiling.twoProcesses!.rps).toBeGreaterThan(0);
+
     expect(JSON.parse(readFileSync(jsonFile, 'utf8')).rows[0].scenario).toBe(row!.scenario);
     const md = readFileSync(mdFile, 'utf8');
     expect(md).toContain('| Scenario | Store | rps | p50 ms | p95 ms | p99 ms | ratio to ceiling | target | met? |');
     expect(md).toContain('| introspection (active token) | sqlite |');
     expect(readFileSync(path.join(out, 'latest.md'), 'utf8')).toBe(md);
+    expect(md).toContain('The ceiling in two processes (node:cluster, like WORKERS=2) served');
     expect(existsSync(path.join(out, 'profiles'))).toBe(true);
-  }, 30_000);
+  }, 90_000);
 });
