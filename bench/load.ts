@@ -20,7 +20,11 @@ import { Pool } from 'undici';
 
 import { formAction, hiddenField, meterChoices } from '../test/support/http-browser.ts';
 import { Histogram, type LatencySummary } from './lib/histogram.ts';
+import { shuffledThenRandom } from './lib/sample.ts';
 import { nextStartMs } from './lib/schedule.ts';
+
+/** The longest an open-loop warm-up goes on to use every sampled token once. */
+const WARM_SAMPLE_MAX_MS = 30_000;
 
 export type LoadKind = 'static' | 'introspect' | 'refresh' | 'permission' | 'code' | 'flow';
 
@@ -233,7 +237,8 @@ export async function runLoad(spec: LoadSpec, onMeasure: () => void = () => {}):
 
   // What one request (or flow) is.
   let send: () => Promise<void>;
-  const random = <T>(list: T[]) => list[Math.floor(Math.random() * list.length)];
+  /** Token kinds: whether every token of the sample has been used once (see shuffledThenRandom). */
+  let sampleCovered = () => true;
   if (spec.kind === 'static') {
     // The size and shape of an introspection request.
     const body = new URLSearchParams({ token: randomBytes(32).toString('base64url'), client_id: spec.clientId ?? 'https://directory.example/a/emissions-api' }).toString();
@@ -241,15 +246,17 @@ export async function runLoad(spec: LoadSpec, onMeasure: () => void = () => {}):
   } else if (spec.kind === 'introspect' || spec.kind === 'refresh' || spec.kind === 'permission') {
     const tokens = readLines(spec.dataFile!).map((l) => JSON.parse(l) as { accessToken: string; refreshToken: string });
     if (tokens.length === 0) throw new Error(`no tokens in ${spec.dataFile}`);
+    const draw = shuffledThenRandom(tokens);
+    sampleCovered = draw.covered;
     if (spec.kind === 'introspect') {
       // As openid-client's tokenIntrospection sends it with TlsClientAuth: token and client_id, no hint.
-      send = async () => { await post(mtls, '/introspect', new URLSearchParams({ token: random(tokens).accessToken, client_id: spec.clientId! }), 200, '"active":true'); };
+      send = async () => { await post(mtls, '/introspect', new URLSearchParams({ token: draw.next().accessToken, client_id: spec.clientId! }), 200, '"active":true'); };
     } else if (spec.kind === 'refresh') {
       send = async () => {
-        await post(mtls, '/token', new URLSearchParams({ grant_type: 'refresh_token', refresh_token: random(tokens).refreshToken, client_id: spec.clientId! }), 200, 'access_token');
+        await post(mtls, '/token', new URLSearchParams({ grant_type: 'refresh_token', refresh_token: draw.next().refreshToken, client_id: spec.clientId! }), 200, 'access_token');
       };
     } else {
-      send = async () => { await post(mtls, '/permission', new URLSearchParams({ token: random(tokens).refreshToken }), 200, '"permission"'); };
+      send = async () => { await post(mtls, '/permission', new URLSearchParams({ token: draw.next().refreshToken }), 200, '"permission"'); };
     }
   } else if (spec.kind === 'code') {
     const codes = readLines(spec.dataFile!);
@@ -323,9 +330,15 @@ export async function runLoad(spec: LoadSpec, onMeasure: () => void = () => {}):
     // both processes (background compiles, on a 2-core machine) then happen before the schedule
     // starts. Measured: otherwise they stalled both for ~30 ms about 10,000 requests in, and at
     // 80 % of the maximum rate the queue that left took seconds to drain.
+    // It also goes on until every sampled token has been used once (at most WARM_SAMPLE_MAX_MS
+    // more): the window then measures a warm working set, as a running server has, not first
+    // reads. This machine's kernel pages out file pages left untouched for a minute (a DAMON
+    // pageout scheme: a 400 MB file written and left alone kept 316 MB in memory after 7 minutes),
+    // so after the minutes of seeding a million, much of the database is read from disk again.
     const until = performance.now() + spec.warmupSeconds * 1000;
+    const cap = until + WARM_SAMPLE_MAX_MS;
     await Promise.all(Array.from({ length: spec.connections }, async () => {
-      while (!stopped && performance.now() < until) await send().catch(() => undefined);
+      while (!stopped && (performance.now() < until || (!sampleCovered() && performance.now() < cap))) await send().catch(() => undefined);
     }));
   }
   const cpuStart = process.cpuUsage();

@@ -115,8 +115,10 @@ export async function startCeiling(files: { cert: string; key: string; ca: strin
  */
 export async function runLoadProcess(spec: LoadSpec, onMeasure: () => void = () => {}): Promise<LoadResult> {
   const child = track(fork(path.join(REPO, 'bench/load.ts'), [], { cwd: REPO, execArgv: NODE_FLAGS, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-  // An open-loop pass warms up twice (closed loop, then a ramp): see bench/load.ts.
-  const limitMs = (spec.warmupSeconds * (spec.rate === undefined ? 1 : 2) + spec.durationSeconds) * 1000 + spec.timeoutMs + 60_000;
+  // An open-loop pass warms up twice (closed loop, up to 30 s more to use every sampled token,
+  // then a ramp): see bench/load.ts.
+  const warmupMs = spec.rate === undefined ? spec.warmupSeconds * 1000 : spec.warmupSeconds * 2000 + 30_000;
+  const limitMs = warmupMs + spec.durationSeconds * 1000 + spec.timeoutMs + 60_000;
   try {
     return await new Promise<LoadResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`load pass ${spec.name} did not finish within ${limitMs / 1000} s`)), limitMs);
