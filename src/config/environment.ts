@@ -102,6 +102,8 @@ export interface ServerConfig extends OpsConfig {
   /** STORAGE: `sqlite` (embedded, DATA_DIR/perseus.sqlite) or `mongo` (MongoDB for records and
    * durable models, Redis for sessions and short-lived artefacts). Default sqlite. */
   storage: 'sqlite' | 'mongo';
+  /** SQLITE_CACHE_MIB: the embedded store's page cache per process, in MiB. Default 64. */
+  sqliteCacheMib: number;
   /** MONGODB_URI: required with STORAGE=mongo, e.g. mongodb://db1,db2,db3/perseus?replicaSet=rs0. */
   mongodbUri: string | undefined;
   /** REDIS_URL: required with STORAGE=mongo, e.g. redis://redis:6379/0 (rediss:// for TLS). */

@@ -52,9 +52,9 @@ export interface DomainStores {
   close(): Promise<void>;
 }
 
-/** The embedded store: everything in DATA_DIR/perseus.sqlite. */
-function sqliteStores(config: ServerConfig, keys: ServerKeys): DomainStores {
-  const db = openSqliteDatabase(path.join(config.dataDir, 'perseus.sqlite'));
+/** The embedded store: everything in DATA_DIR/perseus.sqlite, with a SQLITE_CACHE_MIB page cache. */
+export function sqliteStores(config: ServerConfig, keys: ServerKeys): DomainStores {
+  const db = openSqliteDatabase(path.join(config.dataDir, 'perseus.sqlite'), { cacheMib: config.sqliteCacheMib });
   const oidcStore = new SqliteOidcStore(db, { closeDatabase: false });
   return {
     oidcStore,

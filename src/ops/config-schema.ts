@@ -392,6 +392,11 @@ export const CONFIG_SCHEMA: readonly ConfigVariable[] = [
     },
   },
   {
+    name: 'SQLITE_CACHE_MIB', key: 'sqliteCacheMib', type: 'MiB', group: server,
+    default: '`64`', description: "Page cache of the embedded store, per server process. Size it to the pages hot tokens and grants live on: at 1,000,000 stored, 512 kept introspection off the disk (`bench/`). It is the process's own memory, which the kernel cannot drop as it can file pages.",
+    parse: (raw) => wholeNumber(raw, 64, 65536, 'MiB'),
+  },
+  {
     name: 'MONGODB_URI', key: 'mongodbUri', type: 'mongodb:// URI', group: server, secret: 'url-credentials',
     default: 'none', description: 'MongoDB of `STORAGE=mongo`, e.g. `mongodb://db1,db2,db3/perseus?replicaSet=rs0`. Its password is masked by `config check`.',
     row: { default: 'none', description: 'Required with `STORAGE=mongo`. Passwords in them are masked by `config check`.' },

@@ -64,6 +64,11 @@ describe('SQLite store specifics', () => {
     }
   });
 
+  it('openSqliteDatabase sizes the page cache as asked', () => {
+    const db = track(openSqliteDatabase(path.join(workDir, 'cache', 'store.db'), { cacheMib: 512 }));
+    expect(db.prepare('PRAGMA cache_size').get()).toEqual({ cache_size: -524288 });
+  });
+
   it('openSqliteDatabase accepts :memory:', () => {
     const db = track(openSqliteDatabase(':memory:'));
     expect(db.prepare('PRAGMA busy_timeout').get()).toEqual({ timeout: 5000 });
