@@ -10,8 +10,9 @@
  * previous one answered. Open loop (`rate`): requests are started on a fixed schedule whatever
  * the answers, and latency is measured from the scheduled start, so a stalled server shows in
  * the percentiles instead of silently slowing the load (no coordinated omission). Its warm-up is
- * a closed-loop run and then a ramp from a tenth of the rate to the full rate, each of
- * `warmupSeconds`, so that the window starts warm and without a queue.
+ * a closed-loop run (at least `warmupSeconds`, and until every sampled token was used once), then
+ * a ramp from a tenth of the rate to the full rate over `warmupSeconds`, so that the window starts
+ * warm and without a queue.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
