@@ -28,7 +28,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { CpuMeter, descendantsNamed, processTree, rssBytes } from './lib/procstat.ts';
+import { CpuMeter, descendantsNamed, diskReadKiB, processTree, rssBytes } from './lib/procstat.ts';
 import { REPO, runForked, runLoadProcess, runSeedProcess, startCeiling, startServerProcess, type ServerProcess } from './lib/processes.ts';
 import { latencyCells, markdown, type BenchReport, type Row, type StoreKind } from './lib/report.ts';
 import type { Endpoint, LoadResult, LoadSpec } from './load.ts';
@@ -195,8 +195,10 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     let sampler: NodeJS.Timeout | undefined;
     let t0 = 0;
     const window = { fromUs: 0, toUs: 0 };
+    let diskReadAtStart: number | undefined;
     const result = await runLoadProcess(spec, () => {
       window.fromUs = hrtimeUs();
+      diskReadAtStart = diskReadKiB();
       serverCpu.start();
       storeCpu.start();
       t0 = performance.now();
@@ -208,7 +210,11 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     }).finally(() => clearInterval(sampler));
     window.toUs = Math.min(hrtimeUs(), window.fromUs + spec.durationSeconds * 1e6);
     if (watch.rss && watch.server) rss.push({ t: Math.round((performance.now() - t0) / 100) / 10, ...residentMiB(watch.server()) });
-    const cpu = { server: round(serverCpu.cores()), stores: round(storeCpu.cores()), load: result.loadCores };
+    // The measured window's reads that missed the page cache, machine-wide: a server whose pages
+    // were evicted reads inside requests (see "Scale" in bench/README.md).
+    const diskReadAtEnd = diskReadKiB();
+    const diskReadMiB = diskReadAtStart === undefined || diskReadAtEnd === undefined ? undefined : round((diskReadAtEnd - diskReadAtStart) / 1024);
+    const cpu = { server: round(serverCpu.cores()), stores: round(storeCpu.cores()), load: result.loadCores, diskReadMiB };
     const line = `${spec.name}: ${result.rps} ${spec.kind === 'flow' ? 'flows' : 'req'}/s, p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, errors ${result.errors}/${result.completed}` +
       `${result.unfinished ? `, unfinished ${result.unfinished}` : ''}, cpu server ${cpu.server} stores ${cpu.stores} load ${cpu.load}`;
     log(line);

@@ -45,6 +45,19 @@ export function descendantsNamed(pid: number, names: string[]): number[] {
   return processTree(pid).filter((p) => names.includes(stats.find((s) => s.pid === p)?.comm ?? ''));
 }
 
+/**
+ * KiB read from block devices by the whole machine so far (`pgpgin` of /proc/vmstat): reads that
+ * missed the page cache. Undefined where the kernel does not say.
+ */
+export function diskReadKiB(): number | undefined {
+  try {
+    const match = /^pgpgin (\d+)$/m.exec(readFileSync('/proc/vmstat', 'utf8'));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** CPU seconds (user + system) used so far by these processes together. */
 export function cpuSeconds(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + (stat(pid)?.cpuSeconds ?? 0), 0);

@@ -22,7 +22,8 @@ export interface Row {
   notes: string[];
   load?: LoadResult;
   /** Cores used during the measured window. */
-  cpu?: { server: number; stores: number; load: number };
+  /** Cores used in the measured window, and MiB the machine read from disk in it (pgpgin). */
+  cpu?: { server: number; stores: number; load: number; diskReadMiB?: number };
 }
 
 export interface MemoryResult {
@@ -125,10 +126,11 @@ export function markdown(r: BenchReport): string {
   const perRequest = (cores: number | undefined, rps: number | null | undefined) => (cores && rps ? fmt((cores / rps) * 1e6, 0) : '—');
   const ceilingCost = r.ceiling.passes.filter((p) => p.rps > 0).map((p) => (p.serverCores / p.rps) * 1e6);
   out.push('CPU used during each measured window (cores; the machine has ' + r.host.cpus + '), and the server\'s CPU time per request' +
-    (ceilingCost.length ? ` (the ceiling's: ${ceilingCost.map((c) => `${fmt(c, 0)} µs`).join(', ')})` : '') + ':', '');
-  out.push('| Scenario | Store | server | stores (FerretDB + Redis) | load generator | server µs/request | errors |', '| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    (ceilingCost.length ? ` (the ceiling's: ${ceilingCost.map((c) => `${fmt(c, 0)} µs`).join(', ')})` : '') +
+    ', and what the whole machine read from disk in the window (reads that missed the page cache):', '');
+  out.push('| Scenario | Store | server | stores (FerretDB + Redis) | load generator | server µs/request | disk reads MiB (machine) | errors |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const row of r.rows.filter((x) => x.cpu)) {
-    out.push(`| ${row.scenario} | ${row.store} | ${fmt(row.cpu!.server, 2)} | ${fmt(row.cpu!.stores, 2)} | ${fmt(row.cpu!.load, 2)} | ${perRequest(row.cpu!.server, row.rps)} | ${row.load ? `${row.load.errors}/${row.load.completed}` : '—'} |`);
+    out.push(`| ${row.scenario} | ${row.store} | ${fmt(row.cpu!.server, 2)} | ${fmt(row.cpu!.stores, 2)} | ${fmt(row.cpu!.load, 2)} | ${perRequest(row.cpu!.server, row.rps)} | ${fmt(row.cpu!.diskReadMiB, 1)} | ${row.load ? `${row.load.errors}/${row.load.completed}` : '—'} |`);
   }
   out.push('');
   if (r.scrypt.length) {

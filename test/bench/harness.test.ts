@@ -35,6 +35,8 @@ describe('the benchmark harness', () => {
     expect(row!.p50! <= row!.p95! && row!.p95! <= row!.p99!).toBe(true);
     expect(['yes', 'no']).toContain(row!.met);
     expect(row!.cpu!.server).toBeGreaterThan(0);
+    // Disk reads of the window, from /proc/vmstat (Linux): a count, never negative.
+    expect(row!.cpu!.diskReadMiB).toBeGreaterThanOrEqual(0);
 
     // The open-loop pass (closed-loop warm-up, ramp, then the schedule) answered everything it sent.
     const openLoop = report.rows.find((r) => r.scenario.startsWith('introspection at 80 %'));
@@ -53,6 +55,7 @@ describe('the benchmark harness', () => {
     expect(md).toContain('| introspection (active token) | sqlite |');
     expect(readFileSync(path.join(out, 'latest.md'), 'utf8')).toBe(md);
     expect(md).toContain('The ceiling in two processes (node:cluster, like WORKERS=2) served');
+    expect(md).toContain('| server µs/request | disk reads MiB (machine) | errors |');
     expect(existsSync(path.join(out, 'profiles'))).toBe(true);
   }, 90_000);
 });
