@@ -333,9 +333,9 @@ export async function runLoad(spec: LoadSpec, onMeasure: () => void = () => {}):
     // 80 % of the maximum rate the queue that left took seconds to drain.
     // It also goes on until every sampled token has been used once (at most WARM_SAMPLE_MAX_MS
     // more): the window then measures a warm working set, as a running server has, not first
-    // reads. This machine's kernel pages out file pages left untouched for a minute (a DAMON
+    // reads. This machine's kernel also pages out file pages left untouched for a minute (a DAMON
     // pageout scheme: a 400 MB file written and left alone kept 316 MB in memory after 7 minutes),
-    // so after the minutes of seeding a million, much of the database is read from disk again.
+    // so after the minutes of seeding a million, the first reads go to the disk.
     const until = performance.now() + spec.warmupSeconds * 1000;
     const cap = until + WARM_SAMPLE_MAX_MS;
     await Promise.all(Array.from({ length: spec.connections }, async () => {

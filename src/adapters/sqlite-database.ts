@@ -37,9 +37,9 @@ export function openSqliteDatabase(file: string, options: SqliteDatabaseOptions 
     db.exec('PRAGMA foreign_keys = ON');
     // A 64 MiB page cache by default: token lookups stay in memory as the store grows (measured
     // in bench/: three lookups 147 µs with SQLite's 2 MiB at 300k stored, 52 µs with 64 MiB).
-    // Larger stores want more: at 1,000,000 the pages of 20,000 hot tokens no longer fit, and
-    // this VM's kernel pages out file pages it sees as cold, so reads went to the disk inside
-    // requests (introspection p99 12.9 ms; with 512 MiB no disk read and 5.2 ms).
+    // SQLITE_CACHE_MIB raises it. At 1,000,000 stored, 512 MiB did not change introspection's
+    // cost in bench/ (116 µs a request against 117 with 64 MiB in one pair of runs): what grows
+    // at a million is B-tree depth and memory latency, not cache misses.
     db.exec(`PRAGMA cache_size = -${Math.round((options.cacheMib ?? 64) * 1024)}`);
     // No memory map (mmap_size stays 0). Measured in bench/ with 1 GiB mapped: at 300,000 stored
     // introspection's p99 improved (4.9 -> 3.0 ms), but at 1,000,000 right after seeding it

@@ -393,7 +393,7 @@ export const CONFIG_SCHEMA: readonly ConfigVariable[] = [
   },
   {
     name: 'SQLITE_CACHE_MIB', key: 'sqliteCacheMib', type: 'MiB', group: server,
-    default: '`64`', description: "Page cache of the embedded store, per server process. Size it to the pages hot tokens and grants live on: at 1,000,000 stored, 512 kept introspection off the disk (`bench/`). It is the process's own memory, which the kernel cannot drop as it can file pages.",
+    default: '`64`', description: "Page cache of the embedded store, per server process. Raise it when the pages of the tokens and grants in use outgrow it; it is the process's own memory, which fills as the database grows.",
     parse: (raw) => wholeNumber(raw, 64, 65536, 'MiB'),
   },
   {
