@@ -22,10 +22,7 @@ import { Pool } from 'undici';
 import { formAction, hiddenField, meterChoices } from '../test/support/http-browser.ts';
 import { Histogram, type LatencySummary } from './lib/histogram.ts';
 import { shuffledThenRandom } from './lib/sample.ts';
-import { nextStartMs } from './lib/schedule.ts';
-
-/** The longest an open-loop warm-up goes on to use every sampled token once. */
-const WARM_SAMPLE_MAX_MS = 30_000;
+import { nextStartMs, WARM_SAMPLE_MAX_MS } from './lib/schedule.ts';
 
 export type LoadKind = 'static' | 'introspect' | 'refresh' | 'permission' | 'code' | 'flow';
 

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 
 import type { LoadResult, LoadSpec } from '../load.ts';
+import { longestWarmupMs } from './schedule.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '../..');
 const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
@@ -115,10 +116,7 @@ export async function startCeiling(files: { cert: string; key: string; ca: strin
  */
 export async function runLoadProcess(spec: LoadSpec, onMeasure: () => void = () => {}): Promise<LoadResult> {
   const child = track(fork(path.join(REPO, 'bench/load.ts'), [], { cwd: REPO, execArgv: NODE_FLAGS, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-  // An open-loop pass warms up twice (closed loop, up to 30 s more to use every sampled token,
-  // then a ramp): see bench/load.ts.
-  const warmupMs = spec.rate === undefined ? spec.warmupSeconds * 1000 : spec.warmupSeconds * 2000 + 30_000;
-  const limitMs = warmupMs + spec.durationSeconds * 1000 + spec.timeoutMs + 60_000;
+  const limitMs = longestWarmupMs(spec.warmupSeconds, spec.rate !== undefined) + spec.durationSeconds * 1000 + spec.timeoutMs + 60_000;
   try {
     return await new Promise<LoadResult>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`load pass ${spec.name} did not finish within ${limitMs / 1000} s`)), limitMs);

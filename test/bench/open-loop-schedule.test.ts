@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { nextStartMs, rateAt } from '../../bench/lib/schedule.ts';
+import { longestWarmupMs, nextStartMs, rateAt, WARM_SAMPLE_MAX_MS } from '../../bench/lib/schedule.ts';
 
 /** Start times of a whole open-loop pass, in ms from its start, up to `untilMs`. */
 function starts(rate: number, rampMs: number, untilMs: number): number[] {
@@ -33,5 +33,12 @@ describe('the open-loop schedule', () => {
     const all = starts(500, 0, 1000);
     expect(all).toHaveLength(500);
     expect(all[1]).toBeCloseTo(2, 9);
+  });
+});
+
+describe('how long a pass may warm up', () => {
+  it('is the warm-up of a closed-loop pass, and twice it plus the sample allowance for an open-loop pass', () => {
+    expect(longestWarmupMs(2, false)).toBe(2000);
+    expect(longestWarmupMs(2, true)).toBe(4000 + WARM_SAMPLE_MAX_MS);
   });
 });
