@@ -21,7 +21,6 @@ export interface Row {
   met: 'yes' | 'no' | '—';
   notes: string[];
   load?: LoadResult;
-  /** Cores used during the measured window. */
   /** Cores used in the measured window, and MiB the machine read from disk in it (pgpgin). */
   cpu?: { server: number; stores: number; load: number; diskReadMiB?: number };
 }
@@ -164,8 +163,6 @@ export function markdown(r: BenchReport): string {
     for (const w of r.workers) out.push(`- ${w.store}: WORKERS=1 ${int(w.one)} req/s (p99 ${fmt(w.oneP99, 2)} ms${ofCeiling(w.one)}), WORKERS=2 ${int(w.two)} req/s (p99 ${fmt(w.twoP99, 2)} ms${ofCeiling(w.two)}): ×${fmt(w.speedup, 2)}.`);
     const two = r.ceiling.twoProcesses;
     if (two && two.rps > 0) {
-      const best = Math.max(two.rps, r.ceiling.rps);
-      for (const w of r.workers) out.push(`- ${w.store}: WORKERS=2 is ${fmt(w.two / best, 3)} of the better of the two ceilings.`);
       out.push('', `The ceiling in two processes (node:cluster, like WORKERS=2) served ${int(two.rps)} req/s (p99 ${fmt(two.p99, 2)} ms; ${fmt(two.serverCores, 2)} cores for it, ${fmt(two.loadCores, 2)} for the load generator), ` +
         `×${fmt(two.rps / Math.max(r.ceiling.rps, 0.001), 2)} the one-process ceiling. ` +
         (two.rps <= r.ceiling.rps ? 'The load generator shares the two cores, so a second process does not raise the ceiling here. ' : '') + 'The ratios above stay against the one-process ceiling.');
