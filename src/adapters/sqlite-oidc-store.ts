@@ -11,6 +11,7 @@ import {
   restorePayload,
 } from './oidc-adapter-common.ts';
 import { migrate } from './sqlite-database.ts';
+import { GroupCommit } from './sqlite-group-commit.ts';
 import { StoreUnavailableError } from './types.ts';
 import type { AdapterPayload, OidcAdapter, OidcStore } from './types.ts';
 
@@ -120,9 +121,11 @@ export class SqliteOidcStore implements OidcStore {
   readonly #purgeGraceMs: number;
   readonly #closeDatabase: boolean;
   readonly #now: () => number;
+  readonly #group: GroupCommit;
 
   constructor(db: DatabaseSync, options: SqliteOidcStoreOptions = {}) {
     this.#db = db;
+    this.#group = new GroupCommit(db, { closedError: () => new StoreUnavailableError(this.name, { cause: new Error('database is closed') }) });
     this.#clockToleranceSeconds = options.clockToleranceSeconds ?? 0;
     this.#purgeGraceMs = options.purgeGraceMs ?? 5 * 60 * 1000;
     this.#closeDatabase = options.closeDatabase ?? true;
@@ -178,13 +181,25 @@ export class SqliteOidcStore implements OidcStore {
     return this.#db;
   }
 
-  /** The per-model operations, for ModelAdapter (node:sqlite is synchronous underneath). */
+  /**
+   * Runs `work` (synchronous writes on this connection) in the next group commit and resolves
+   * once it is committed (sqlite-group-commit.ts). `work` must capture its values now.
+   */
+  inNextCommit<T>(work: () => T): Promise<T> {
+    return this.#group.run(work);
+  }
+
+  /**
+   * The per-model operations, for ModelAdapter (node:sqlite is synchronous underneath). Reads run
+   * at once; the library's writes (save, consume, destroy) go through the group commit and
+   * resolve once on disk. revokeByGrantId (withdrawals) stays immediate.
+   */
   readonly #operations: ModelOperations = {
-    upsert: (model, id, payload, expiresIn) => this.upsertSync(model, id, payload, expiresIn),
+    upsert: (model, id, payload, expiresIn) => this.#group.run(this.prepareUpsert(model, id, payload, expiresIn)),
     find: (model, id) => this.findSync(model, id),
     findByIndex: (model, field, value) => (field === 'uid' ? this.findByUidSync(model, value) : this.findByUserCodeSync(model, value)),
-    consume: (model, id) => this.consumeSync(model, id),
-    destroy: (model, id) => this.destroySync(model, id),
+    consume: (model, id) => this.#group.run(() => this.consumeSync(model, id)),
+    destroy: (model, id) => this.#group.run(() => this.destroySync(model, id)),
     revokeByGrantId: (model, grantId) => this.revokeByGrantIdSync(model, grantId),
   };
 
@@ -209,6 +224,8 @@ export class SqliteOidcStore implements OidcStore {
   }
 
   async close(): Promise<void> {
+    // Writes waiting for their group are committed (or fail) before the connection goes.
+    this.#group.flush();
     if (this.#closeDatabase && this.#db.isOpen) {
       this.#db.close();
     }
@@ -222,10 +239,17 @@ export class SqliteOidcStore implements OidcStore {
   // --- operations used by SqliteOidcAdapter (synchronous; the adapter makes them async) ---
 
   upsertSync(model: string, id: string, payload: AdapterPayload, expiresIn: number | undefined): void {
-    const statements = this.#open();
+    this.prepareUpsert(model, id, payload, expiresIn)();
+  }
+
+  /**
+   * The upsert of `payload` as it is now (serialised, with now's time), to run later: in a group
+   * commit, or in a caller's transaction (TokenRecordingStore).
+   */
+  prepareUpsert(model: string, id: string, payload: AdapterPayload, expiresIn: number | undefined): () => void {
     const now = this.#now();
     const prepared = preparePayload(id, payload, now);
-    statements.upsert.run({
+    const values = {
       model,
       key: hashIdentifier(id),
       payload: JSON.stringify(prepared.body),
@@ -236,7 +260,10 @@ export class SqliteOidcStore implements OidcStore {
       consumedAt: prepared.consumedAtMs,
       jtiRedacted: prepared.jtiRedacted ? 1 : 0,
       now,
-    });
+    };
+    return () => {
+      this.#open().upsert.run(values);
+    };
   }
 
   findSync(model: string, id: string): AdapterPayload | undefined {

@@ -89,7 +89,7 @@ export class SqliteAuditLog implements AuditLog {
   }
 
   /**
-   * append inside the caller's write transaction on this connection (Permissions.tokenSavedSync
+   * append inside the caller's write transaction on this connection (Permissions.tokenSaveWork
    * records a token issue and its audit event in one). The head is read inside that transaction,
    * which holds the write lock, so the chain cannot fork across processes either. Outside a
    * transaction it takes one of its own: BEGIN IMMEDIATE serialises appenders, also across

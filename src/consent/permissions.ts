@@ -48,7 +48,7 @@ interface AccessTokenRecord {
 
 export class Permissions {
   readonly #d: PermissionsDeps;
-  /** The permission store and audit log when both are on one SQLite connection (see tokenSavedSync). */
+  /** The permission store and audit log when both are on one SQLite connection (see tokenSaveWork). */
   readonly #sqlite: { db: DatabaseSync; store: SqlitePermissionStore; audit: SqliteAuditLog } | undefined;
 
   constructor(deps: PermissionsDeps) {
@@ -135,7 +135,7 @@ export class Permissions {
   }
 
   /**
-   * Whether tokenSavedSync can record tokens written on `db`: the permission store and the audit
+   * Whether tokenSaveWork can record tokens written on `db`: the permission store and the audit
    * log are SQLite stores on that same connection.
    */
   recordsSynchronouslyOn(db: DatabaseSync): boolean {
@@ -143,8 +143,9 @@ export class Permissions {
   }
 
   /**
-   * The embedded store's way to save a token: `save` (the token row's synchronous write on the
-   * same connection) and its recording (refreshTokenSaved or accessTokenSaved: the permission's
+   * The embedded store's way to save a token, as work to run later (prepared from the payload as
+   * it is now; TokenRecordingStore hands it to the group commit, adapters/sqlite-group-commit.ts):
+   * `save` (the token row's synchronous write on the same connection) and its recording (refreshTokenSaved or accessTokenSaved: the permission's
    * token fields and history event, the refresh-token link, the audit event) in ONE transaction.
    * One commit instead of three or four; a recording that fails takes the token row with it, so
    * no token exists without its record. The audit head is read inside the transaction, which holds
@@ -154,12 +155,12 @@ export class Permissions {
    * SqliteAuditLog.appendSync, not through `audit.append` (which metrics observe; they count no
    * token events).
    */
-  tokenSavedSync(model: 'AccessToken' | 'RefreshToken', token: string, payload: SavedTokenPayload, save: () => void): void {
+  tokenSaveWork(model: 'AccessToken' | 'RefreshToken', token: string, payload: SavedTokenPayload, save: () => void): () => void {
     const sqlite = this.#sqlite;
-    if (!sqlite) throw new Error('tokenSavedSync needs the SQLite permission store and audit log on one connection');
+    if (!sqlite) throw new Error('tokenSaveWork needs the SQLite permission store and audit log on one connection');
     const link = model === 'RefreshToken' ? this.#refreshTokenLink(token, payload) : undefined;
     const record = model === 'AccessToken' ? this.#accessTokenRecord(payload) : undefined;
-    writeTransaction(sqlite.db, () => {
+    return () => writeTransaction(sqlite.db, () => {
       save();
       if (link) sqlite.store.linkRefreshTokenSync(link);
       if (record) {

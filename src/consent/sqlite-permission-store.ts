@@ -71,7 +71,7 @@ const LINK_REFRESH_TOKEN = `INSERT INTO refresh_token_link (token_hash, grant_id
 /**
  * Permission records in the embedded SQLite database; every multi-row change is one transaction.
  * Statements are prepared once per store. The `…Sync` methods are for callers that combine them
- * with other writes on the same connection in one transaction (Permissions.tokenSavedSync).
+ * with other writes on the same connection in one transaction (Permissions.tokenSaveWork).
  */
 export class SqlitePermissionStore implements PermissionStore {
   readonly #db: DatabaseSync;

@@ -10,8 +10,8 @@ import type { Permissions } from './permissions.ts';
  * fails and the client gets an error instead of an untracked token.
  *
  * On the embedded store (tokens, permissions and audit log in one SQLite database) the token row
- * and its recording are one transaction (Permissions.tokenSavedSync): a failed recording leaves
- * no token row behind either. Elsewhere the token is written first, then recorded.
+ * and its recording are one transaction (Permissions.tokenSaveWork, a savepoint of the group
+ * commit): a failed recording leaves no token row behind either. Elsewhere the token is written first, then recorded.
  */
 export class TokenRecordingStore implements OidcStore {
   readonly name: string;
@@ -41,7 +41,10 @@ export class TokenRecordingStore implements OidcStore {
         // (A closed database takes the other path, whose write fails as the store says it does.)
         if (sqlite && sqlite.database.isOpen && recorder.recordsSynchronouslyOn(sqlite.database)) {
           assertModelId(id);
-          recorder.tokenSavedSync(modelName, id, payload, () => sqlite.upsertSync(modelName, id, payload, expiresIn));
+          // The row and its record, prepared from the payload now, committed with the group of
+          // writes of this round of requests; resolved once on disk.
+          const save = sqlite.prepareUpsert(modelName, id, payload, expiresIn);
+          await sqlite.inNextCommit(recorder.tokenSaveWork(modelName, id, payload, save));
           return;
         }
         // Tokens are saved once (refresh tokens are not rotated); linking is idempotent anyway.
