@@ -330,6 +330,13 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         introspectionMax = r.result;
         if (has('introspection')) addRow('introspection (active token)', store, r, `≥ ${TARGETS.introspection}`, [`random token of ${o.base} seeded`]);
       });
+      if (has('introspection') && introspectionMax && introspectionMax.rps > 0) await scenario('ceiling at the introspection rate', async () => {
+        // The same rate to the ceiling: what a request costs any HTTPS endpoint here at that rate.
+        phase(`${store}: ceiling at the introspection rate`);
+        const rate = Math.max(1, Math.round(introspectionMax!.rps));
+        const { result, cpu } = await pass({ ...common, name: `ceiling @${rate}/s (${store}'s introspection rate)`, kind: 'static', rate, mtls: endpoint(ceiling.port, rs), clientId: RS_URL }, { server: () => [ceiling.pid] });
+        (report.ceiling.atIntrospectionRate ??= []).push({ store, rate, rps: result.rps, serverCores: cpu.server, p99: result.latency.p99 });
+      });
       const rate80 = Math.max(1, Math.round((introspectionMax?.rps ?? 10) * 0.8));
       const rate50 = Math.max(1, Math.round((introspectionMax?.rps ?? 10) * 0.5));
       let smallRate: { p99: number; rps: number } | undefined;

@@ -70,6 +70,12 @@ export interface BenchReport {
     passes: Array<{ when: string; rps: number; p50: number; p99: number; loadCores: number; serverCores: number }>;
     /** The same endpoint in two processes (node:cluster), for the two-worker comparison. */
     twoProcesses?: { rps: number; p99: number; loadCores: number; serverCores: number };
+    /**
+     * The ceiling sent exactly the introspection maximum's rate (open loop), per store: what any
+     * HTTPS endpoint here costs a request at the rate the server reached (it costs more per
+     * request at a lower rate: fewer requests share each wake-up of the two processes).
+     */
+    atIntrospectionRate?: Array<{ store: StoreKind; rate: number; rps: number; serverCores: number; p99: number }>;
   };
   rows: Row[];
   scrypt: Array<{ store: StoreKind } & ScryptRate & { flowsPerSecond: number; hashCoresPerSecond: number; serverCores: number; shareOfServerCpu: number }>;
@@ -132,6 +138,16 @@ export function markdown(r: BenchReport): string {
     out.push(`| ${row.scenario} | ${row.store} | ${fmt(row.cpu!.server, 2)} | ${fmt(row.cpu!.stores, 2)} | ${fmt(row.cpu!.load, 2)} | ${perRequest(row.cpu!.server, row.rps)} | ${fmt(row.cpu!.diskReadMiB, 1)} | ${row.load ? `${row.load.errors}/${row.load.completed}` : '—'} |`);
   }
   out.push('');
+  for (const equal of r.ceiling.atIntrospectionRate ?? []) {
+    const introspection = r.rows.find((row) => row.store === equal.store && row.scenario === 'introspection (active token)');
+    const ceilingAtRate = equal.rps > 0 ? (equal.serverCores / equal.rps) * 1e6 : undefined;
+    const server = introspection?.cpu && introspection.rps ? (introspection.cpu.server / introspection.rps) * 1e6 : undefined;
+    if (ceilingAtRate === undefined || server === undefined) continue;
+    out.push(`At equal rates (${equal.store}): the ceiling sent the introspection maximum's ${int(equal.rate)} req/s (open loop, p99 ${fmt(equal.p99, 2)} ms) used ` +
+      `${fmt(ceilingAtRate, 0)} µs of CPU a request, against ${ceilingCost.length ? fmt(ceilingCost[0]!, 0) : '—'} µs at its own maximum; introspection used ${fmt(server, 0)} µs, ` +
+      `so the server's own work is ${fmt(server - ceilingAtRate, 0)} µs a request. Below its maximum every HTTPS endpoint here pays more a request ` +
+      '(fewer requests share each wake-up of the other process), which the throughput ratios leave out.', '');
+  }
   if (r.scrypt.length) {
     out.push('## Password hashing in the whole flow', '');
     for (const s of r.scrypt) {

@@ -48,6 +48,10 @@ describe('the benchmark harness', () => {
     expect(report.workers[0]!.one).toBeGreaterThan(0);
     expect(report.workers[0]!.two).toBeGreaterThan(0);
     expect(report.ceiling.twoProcesses!.rps).toBeGreaterThan(0);
+    // The ceiling sent the introspection maximum's rate, for CPU a request at equal rates.
+    expect(report.ceiling.atIntrospectionRate).toHaveLength(1);
+    expect(report.ceiling.atIntrospectionRate![0]!.rate).toBe(Math.round(row!.rps!));
+    expect(report.ceiling.atIntrospectionRate![0]!.rps).toBeGreaterThan(0);
 
     expect(JSON.parse(readFileSync(jsonFile, 'utf8')).rows[0].scenario).toBe(row!.scenario);
     const md = readFileSync(mdFile, 'utf8');
@@ -56,6 +60,7 @@ describe('the benchmark harness', () => {
     expect(readFileSync(path.join(out, 'latest.md'), 'utf8')).toBe(md);
     expect(md).toContain('The ceiling in two processes (node:cluster, like WORKERS=2) served');
     expect(md).toContain('| server µs/request | disk reads MiB (machine) | errors |');
+    expect(md).toMatch(/At equal rates \(sqlite\): the ceiling sent the introspection maximum's [\d,]+ req\/s/);
     expect(existsSync(path.join(out, 'profiles'))).toBe(true);
   }, 90_000);
 });
