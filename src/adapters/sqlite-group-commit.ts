@@ -9,9 +9,11 @@ import { writeTransaction } from './sqlite-database.ts';
  *
  * Why: a commit in WAL mode writes every page the transaction touched, two write calls a page
  * (frame header and page). A refresh touches ~12 pages (token row and its indexes, permission
- * event, refresh-token link, audit chain), so one refresh was ~25 write calls and ~100 µs of the
- * ~500 µs it cost (bench/). Concurrent refreshes touch the same rightmost pages, so a group of
- * them commits about the pages of one.
+ * row, history event, audit chain), so one refresh was ~25 write calls and ~100 µs of the ~500 µs
+ * it cost (bench/). Concurrent refreshes share the rightmost pages of the history, audit and
+ * expiry B-trees, so grouped they write ~18 calls each; refresh went 478 → ~350 µs a request and
+ * code exchange 808 → ~555 µs (bench/results/2026-11-28T01-58-01.md). The rest are pages no two
+ * refreshes share (a random key's leaf, the permission row).
  *
  * What callers keep:
  * - Durability before the answer: a promise resolves only after COMMIT, so no client is handed a
