@@ -113,7 +113,7 @@ export class PerseusMetrics {
     this.#signIns = new Counter({ name: 'perseus_sign_ins_total', help: 'SME sign-in attempts by outcome.', labelNames: ['outcome'] as const, registers });
     this.#outboxDelivered = new Counter({ name: 'perseus_outbox_delivered_total', help: 'Messages to clients delivered.', registers });
     this.#outboxFailures = new Counter({ name: 'perseus_outbox_delivery_failures_total', help: 'Failed message deliveries: retry (will be tried again) or given_up.', labelNames: ['outcome'] as const, registers });
-    this.#storeDuration = new Histogram({ name: 'perseus_store_operation_duration_seconds', help: 'oidc-provider store operations by model and operation.', labelNames: ['store', 'model', 'operation', 'outcome'] as const, buckets: STORE_BUCKETS, registers });
+    this.#storeDuration = new Histogram({ name: 'perseus_store_operation_duration_seconds', help: 'oidc-provider store operations by model and operation; on the embedded store a write includes its wait for the group commit.', labelNames: ['store', 'model', 'operation', 'outcome'] as const, buckets: STORE_BUCKETS, registers });
     this.#verdicts = new Counter({ name: 'perseus_client_certificate_verdicts_total', help: 'Client certificate verdicts on the mTLS listener, per request.', labelNames: ['verdict'] as const, registers });
     this.#rateLimited = new Counter({ name: 'perseus_rate_limited_total', help: 'Requests refused by a rate limit, by rule.', labelNames: ['rule'] as const, registers });
 
