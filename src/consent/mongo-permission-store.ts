@@ -507,6 +507,11 @@ export class MongoPermissionStore implements PermissionStore {
     });
   }
 
+  async refreshTokenPermission(tokenHash: string) {
+    const link = await this.refreshTokenLink(tokenHash);
+    return link ? { link, permission: await this.byGrantId(link.grantId) } : undefined;
+  }
+
   async refreshTokensOfGrant(grantId: string) {
     return this.#run(async (c) => (await c.links.find({ grantId }).sort({ issuedAt: 1, _id: 1 }).toArray()).map(toLink));
   }

@@ -51,6 +51,11 @@ export interface PermissionStore {
   recordTokenIssue(grantId: string, at: Date, expiresAt: Date, kind: 'token_issued' | 'token_refreshed', actor: string): Promise<void>;
   linkRefreshToken(link: RefreshTokenLink): Promise<void>;
   refreshTokenLink(tokenHash: string): Promise<RefreshTokenLink | undefined>;
+  /**
+   * The refresh token's link and the permission of its grant, as refreshTokenLink then byGrantId
+   * would give them, in one read where the store can (the permission endpoint's request).
+   */
+  refreshTokenPermission(tokenHash: string): Promise<{ link: RefreshTokenLink; permission: Permission | undefined } | undefined>;
   refreshTokensOfGrant(grantId: string): Promise<RefreshTokenLink[]>;
   /** Every grant that ever backed this permission (one per grant or renewal). */
   grantIdsOf(permissionId: string): Promise<string[]>;

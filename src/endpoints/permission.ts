@@ -35,8 +35,8 @@ export function permissionEndpoint(path: string, deps: { store: PermissionStore;
     }
     const verdict = verdictOf(ctx);
     const clientId = verdict?.ok ? verdict.applicationUrl : undefined;
-    const link = await deps.store.refreshTokenLink(hashIdentifier(token));
-    if (!link) {
+    const found = await deps.store.refreshTokenPermission(hashIdentifier(token));
+    if (!found) {
       if (await deps.provider.AccessToken.find(token)) {
         oauthError(ctx, 400, 'unsupported_token_type', 'send the refresh token; access tokens are not accepted here');
         return;
@@ -44,7 +44,7 @@ export function permissionEndpoint(path: string, deps: { store: PermissionStore;
       oauthError(ctx, 404, 'not_found', 'no permission is known for this token');
       return;
     }
-    const permission = link.clientId === clientId ? await deps.store.byGrantId(link.grantId) : undefined;
+    const permission = found.link.clientId === clientId ? found.permission : undefined;
     if (!permission) {
       oauthError(ctx, 404, 'not_found', 'no permission is known for this token');
       return;

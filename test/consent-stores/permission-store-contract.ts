@@ -219,6 +219,24 @@ export function describePermissionStoreContract(name: string, open: () => Promis
       expect(await store.refreshTokensOfGrant('grant_other')).toEqual([]);
     });
 
+    it('refreshTokenPermission gives a token\'s link and its grant\'s permission, as refreshTokenLink then byGrantId would', async () => {
+      const g = newGrant();
+      const p = (await store.recordGrant(g)).permission;
+      const link = { tokenHash: randomBytes(32).toString('base64url'), grantId: g.grantId, clientId: g.clientId, sealedToken: 'sealed', issuedAt: at(HOUR), expiresAt: at(DAY) };
+      await store.linkRefreshToken(link);
+      await store.recordTokenIssue(g.grantId, at(HOUR), at(2 * HOUR), 'token_issued', g.clientId);
+      expect(await other.refreshTokenPermission(link.tokenHash)).toEqual({ link, permission: await other.byGrantId(g.grantId) });
+      expect((await other.refreshTokenPermission(link.tokenHash))?.permission?.tokenIssuedAt).toEqual(at(HOUR));
+      // Withdrawn, the record is still given (the permission endpoint shows `revoked`).
+      await store.withdraw(p.id, at(2 * HOUR), 'sme', 'u', 'r');
+      expect((await other.refreshTokenPermission(link.tokenHash))?.permission?.revoked).toEqual(at(2 * HOUR));
+      // A link whose grant has no permission: the link, and no permission.
+      const orphan = { ...link, tokenHash: randomBytes(32).toString('base64url'), grantId: 'grant_without_permission' };
+      await store.linkRefreshToken(orphan);
+      expect(await other.refreshTokenPermission(orphan.tokenHash)).toEqual({ link: orphan, permission: undefined });
+      expect(await store.refreshTokenPermission('nope')).toBeUndefined();
+    });
+
     it('recordExpiries records each passed expiry once, even with parallel callers, and again after a renewal', async () => {
       const g = newGrant({ expires: at(HOUR) });
       const p = (await store.recordGrant(g)).permission;
