@@ -203,7 +203,7 @@ class SqliteBulkWriter implements BulkWriter {
           this.#s.link.run(r.refreshLink.tokenHash, r.grantId, r.clientId, r.refreshLink.sealed, r.refreshLink.issuedAt.getTime(), r.refreshLink.expiresAt.getTime());
         }
         for (const o of r.oidc) {
-          // Exactly what SqliteOidcStore.upsertSync stores.
+          // Exactly what SqliteOidcStore.prepareUpsert stores.
           const prepared = preparePayload(o.id, o.payload, now);
           this.#s.oidc.run(o.model, hashIdentifier(o.id), JSON.stringify(prepared.body), prepared.grantId, prepared.uidHash, prepared.userCodeHash,
             expiresAtFor(expiresInAt(o, now), now), prepared.jtiRedacted ? 1 : 0);

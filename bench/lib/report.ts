@@ -144,7 +144,7 @@ export function markdown(r: BenchReport): string {
     const server = introspection?.cpu && introspection.rps ? (introspection.cpu.server / introspection.rps) * 1e6 : undefined;
     if (ceilingAtRate === undefined || server === undefined) continue;
     out.push(`At equal rates (${equal.store}): the ceiling sent the introspection maximum's ${int(equal.rate)} req/s (open loop, p99 ${fmt(equal.p99, 2)} ms) used ` +
-      `${fmt(ceilingAtRate, 0)} µs of CPU a request, against ${ceilingCost.length ? fmt(ceilingCost[0]!, 0) : '—'} µs at its own maximum; introspection used ${fmt(server, 0)} µs, ` +
+      `${fmt(ceilingAtRate, 0)} µs of CPU a request, against ${ceilingCost.length ? fmt(ceilingCost.reduce((sum, c) => sum + c, 0) / ceilingCost.length, 0) : '—'} µs at its own maximum (mean of its passes); introspection used ${fmt(server, 0)} µs, ` +
       `so the server's own work is ${fmt(server - ceilingAtRate, 0)} µs a request. Below its maximum every HTTPS endpoint here pays more a request ` +
       '(fewer requests share each wake-up of the other process), which the throughput ratios leave out.', '');
   }

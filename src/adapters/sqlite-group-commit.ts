@@ -60,7 +60,9 @@ export class GroupCommit {
   run<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       // Called from inside a transaction already open on this connection (synchronous work of
-      // another writer): join it now, as writeTransaction does; its owner commits it.
+      // another writer): join it now, as writeTransaction does. Its owner commits it, or rolls it
+      // back after this promise resolved, as with any nested writeTransaction. No caller in the
+      // server does this today; it keeps such a caller from committing someone else's work.
       if (this.#db.isOpen && this.#db.isTransaction) {
         try {
           resolve(writeTransaction(this.#db, work));

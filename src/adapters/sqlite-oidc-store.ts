@@ -238,10 +238,6 @@ export class SqliteOidcStore implements OidcStore {
 
   // --- operations used by SqliteOidcAdapter (synchronous; the adapter makes them async) ---
 
-  upsertSync(model: string, id: string, payload: AdapterPayload, expiresIn: number | undefined): void {
-    this.prepareUpsert(model, id, payload, expiresIn)();
-  }
-
   /**
    * The upsert of `payload` as it is now (serialised, with now's time), to run later: in a group
    * commit, or in a caller's transaction (TokenRecordingStore).

@@ -145,8 +145,9 @@ export class Permissions {
   /**
    * The embedded store's way to save a token, as work to run later (prepared from the payload as
    * it is now; TokenRecordingStore hands it to the group commit, adapters/sqlite-group-commit.ts):
-   * `save` (the token row's synchronous write on the same connection) and its recording (refreshTokenSaved or accessTokenSaved: the permission's
-   * token fields and history event, the refresh-token link, the audit event) in ONE transaction.
+   * `save` (the token row's synchronous write on the same connection) and its recording
+   * (refreshTokenSaved or accessTokenSaved: the permission's token fields and history event, the
+   * refresh-token link, the audit event) in ONE transaction.
    * One commit instead of three or four; a recording that fails takes the token row with it, so
    * no token exists without its record. The audit head is read inside the transaction, which holds
    * the write lock, so processes sharing the file never fork the chain.

@@ -11,7 +11,8 @@ import type { Permissions } from './permissions.ts';
  *
  * On the embedded store (tokens, permissions and audit log in one SQLite database) the token row
  * and its recording are one transaction (Permissions.tokenSaveWork, a savepoint of the group
- * commit): a failed recording leaves no token row behind either. Elsewhere the token is written first, then recorded.
+ * commit): a failed recording leaves no token row behind either. Elsewhere the token is written
+ * first, then recorded.
  */
 export class TokenRecordingStore implements OidcStore {
   readonly name: string;
