@@ -84,6 +84,19 @@ export interface RoutedOidcStoreOptions {
  * An OidcStore that routes each model to one underlying store. It owns the underlying stores:
  * close() closes each of them once.
  */
+/** The same adapter without the optional findWithGrant. */
+function withoutFindWithGrant(adapter: OidcAdapter): OidcAdapter {
+  return {
+    upsert: (id, payload, expiresIn) => adapter.upsert(id, payload, expiresIn),
+    find: (id) => adapter.find(id),
+    findByUid: (uid) => adapter.findByUid(uid),
+    findByUserCode: (userCode) => adapter.findByUserCode(userCode),
+    consume: (id) => adapter.consume(id),
+    destroy: (id) => adapter.destroy(id),
+    revokeByGrantId: (grantId) => adapter.revokeByGrantId(grantId),
+  };
+}
+
 export class RoutedOidcStore implements OidcStore {
   readonly name: string;
 
@@ -119,7 +132,10 @@ export class RoutedOidcStore implements OidcStore {
   }
 
   adapterFor(modelName: string): OidcAdapter {
-    return this.storeFor(modelName).adapterFor(modelName);
+    const store = this.storeFor(modelName);
+    const adapter = store.adapterFor(modelName);
+    // findWithGrant reads the Grant from the token's own store: only right when Grant lives there too.
+    return adapter.findWithGrant && store !== this.storeFor('Grant') ? withoutFindWithGrant(adapter) : adapter;
   }
 
   /**

@@ -57,6 +57,22 @@ export interface OidcAdapter {
   destroy(id: string): Promise<void>;
   /** Remove every entry of this model that belongs to the grant. */
   revokeByGrantId(grantId: string): Promise<void>;
+  /**
+   * Optional, for the introspection path: the token stored under `id` and the Grant its
+   * `grantId` names, read together (one statement, one snapshot) where the store holds both.
+   * Same rules as `find(id)` here and `find(grantId)` on the Grant adapter; `grant` is undefined
+   * when the token names no grant or its grant is absent or expired. Stores that cannot read
+   * both at once leave it out, and so do wrappers that route Grant elsewhere.
+   */
+  findWithGrant?(id: string): Promise<TokenWithGrant | undefined>;
+}
+
+/** What findWithGrant finds. */
+export interface TokenWithGrant {
+  token: AdapterPayload;
+  /** The grant id the store read the grant by (the token's, as stored beside it). */
+  grantId: string | undefined;
+  grant: AdapterPayload | undefined;
 }
 
 /** A backing store for every oidc-provider model. */

@@ -32,6 +32,7 @@ export class TokenRecordingStore implements OidcStore {
     const sqlite = this.#inner instanceof SqliteOidcStore ? this.#inner : undefined;
     return {
       find: (id) => adapter.find(id),
+      ...(adapter.findWithGrant ? { findWithGrant: (id: string) => adapter.findWithGrant!(id) } : {}),
       findByUid: (uid) => adapter.findByUid(uid),
       findByUserCode: (code) => adapter.findByUserCode(code),
       consume: (id) => adapter.consume(id),

@@ -5,6 +5,7 @@ import { decodeProtectedHeader } from 'jose';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 
+import type { AdapterPayload, OidcAdapter } from '../adapters/types.ts';
 import { verdictOf } from '../http/client-certificate.ts';
 
 /**
@@ -20,7 +21,9 @@ import { verdictOf } from '../http/client-certificate.ts';
  * What stays the same: the answer. Tokens and grants are read through the library's own models
  * (`AccessToken.find`, `RefreshToken.find`, `Grant.find`), so validity, expiry and consumption
  * are the library's rules, and the body is assembled exactly as the library's introspection
- * action does (oidc-provider 9 lib/actions/introspection.js: same members, same order).
+ * action does (oidc-provider 9 lib/actions/introspection.js: same members, same order). On the
+ * embedded store an access token and its grant are read in one statement (the adapter's
+ * findWithGrant, one read transaction instead of two); the checks made on them are the same.
  * test/introspection/ compares this path with the library's, request for request.
  *
  * Everything else — a malformed request, duplicated or unknown parameters, another client_id, a
@@ -139,7 +142,7 @@ function plainRequest(params: ParsedUrlQuery, clientId: string): { token: string
 
 /** The model's adapter, as the library configured it (the instrumented, recording store). */
 interface StoredReader {
-  adapter: { find(id: string): Promise<Record<string, unknown> | undefined> };
+  adapter: Pick<OidcAdapter, 'find' | 'findWithGrant'>;
 }
 
 /**
@@ -171,36 +174,59 @@ function tokenFromPayload(stored: Record<string, unknown>): FoundToken {
   };
 }
 
-/** The library's findToken: the hinted kind first; an access token wins over a refresh token. */
-async function findToken(provider: Provider, token: string, hint: string | undefined): Promise<FoundToken | undefined> {
-  const accessTokens = provider.AccessToken as unknown as ModelClass<FoundToken> & StoredReader;
-  const refreshTokens = provider.RefreshToken as unknown as ModelClass<FoundToken>;
-  const accessToken = async () => {
-    const stored = await accessTokens.adapter.find(token);
-    if (!stored) return undefined;
-    return plainPayload(stored, 'AccessToken', token) ? tokenFromPayload(stored) : accessTokens.find(token);
-  };
-  if (hint === 'refresh_token' || hint === 'urn:ietf:params:oauth:token-type:refresh_token') {
-    return (await refreshTokens.find(token)) ?? (await accessToken());
-  }
-  return (await accessToken()) ?? (await refreshTokens.find(token));
+/** What findToken found, and the token's Grant when the store read both at once. */
+interface Found {
+  token: FoundToken | undefined;
+  /** Present only when read with the token (findWithGrant): the stored Grant, or undefined. */
+  grant?: { stored: AdapterPayload | undefined };
 }
 
-/** `Grant.find(id, { ignoreExpiration: true })`, read directly when the stored grant is plain. */
-async function findGrant(provider: Provider, grantId: string): Promise<FoundGrant | undefined> {
+/** The library's findToken: the hinted kind first; an access token wins over a refresh token. */
+async function findToken(provider: Provider, token: string, hint: string | undefined): Promise<Found> {
+  const accessTokens = provider.AccessToken as unknown as ModelClass<FoundToken> & StoredReader;
+  const refreshTokens = provider.RefreshToken as unknown as ModelClass<FoundToken>;
+  const accessToken = async (): Promise<Found | undefined> => {
+    const { adapter } = accessTokens;
+    // One look-up for the token and its grant where the store can (the embedded store).
+    const both = adapter.findWithGrant ? await adapter.findWithGrant(token) : undefined;
+    const stored = adapter.findWithGrant ? both?.token : await adapter.find(token);
+    if (!stored) return undefined;
+    if (!plainPayload(stored, 'AccessToken', token)) {
+      const found = await accessTokens.find(token);
+      return found && { token: found };
+    }
+    // The joined grant stands in for Grant.find only when it was read by this token's grant id.
+    const joined = both && both.grantId !== undefined && both.grantId === stored.grantId;
+    return { token: tokenFromPayload(stored), ...(joined ? { grant: { stored: both.grant } } : {}) };
+  };
+  const refreshToken = async (): Promise<Found | undefined> => {
+    const found = await refreshTokens.find(token);
+    return found && { token: found };
+  };
+  if (hint === 'refresh_token' || hint === 'urn:ietf:params:oauth:token-type:refresh_token') {
+    return (await refreshToken()) ?? (await accessToken()) ?? { token: undefined };
+  }
+  return (await accessToken()) ?? (await refreshToken()) ?? { token: undefined };
+}
+
+/**
+ * `Grant.find(id, { ignoreExpiration: true })`, read directly when the stored grant is plain.
+ * `prefetched`: the stored grant findWithGrant read with the token (then no second look-up).
+ */
+async function findGrant(provider: Provider, grantId: string, prefetched?: { stored: AdapterPayload | undefined }): Promise<FoundGrant | undefined> {
   const grants = provider.Grant as unknown as ModelClass<FoundGrant> & StoredReader;
-  const stored = await grants.adapter.find(grantId);
+  const stored = prefetched ? prefetched.stored : await grants.adapter.find(grantId);
   if (!stored) return undefined;
   if (!plainPayload(stored, 'Grant', undefined)) return grants.find(grantId, { ignoreExpiration: true });
   return { isExpired: (stored.exp as number) <= epochNow(), clientId: stored.clientId as string | undefined, accountId: stored.accountId as string | undefined };
 }
 
 /** The answer for a token, as lib/actions/introspection.js renderTokenResponse builds it. */
-async function answerFor(provider: Provider, token: FoundToken | undefined, value: string): Promise<Record<string, unknown>> {
+async function answerFor(provider: Provider, { token, grant: prefetched }: Found, value: string): Promise<Record<string, unknown>> {
   const inactive = { active: false };
   if (!token?.isValid) return inactive;
   if (token.grantId) {
-    const grant = await findGrant(provider, token.grantId);
+    const grant = await findGrant(provider, token.grantId, prefetched);
     if (!grant || grant.isExpired || grant.clientId !== token.clientId || grant.accountId !== token.accountId) return inactive;
   }
   if (token.kind !== 'AccessToken' && token.kind !== 'RefreshToken') return inactive;
@@ -248,8 +274,8 @@ export function introspectTokens(options: IntrospectionOptions): Middleware {
       ctx.req.unshift(body);
       return next();
     }
-    const token = await findToken(provider, request.token, request.hint);
+    const found = await findToken(provider, request.token, request.hint);
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = await answerFor(provider, token, request.token);
+    ctx.body = await answerFor(provider, found, request.token);
   };
 }

@@ -255,6 +255,8 @@ export function createMetrics(options: MetricsOptions = {}): PerseusMetrics {
 // Sources wired without touching the code they observe.
 
 const ADAPTER_OPERATIONS = ['upsert', 'find', 'findByUid', 'findByUserCode', 'consume', 'destroy', 'revokeByGrantId'] as const;
+/** Operations only some adapters have (types.ts): timed when the inner adapter has them. */
+const OPTIONAL_ADAPTER_OPERATIONS = ['findWithGrant'] as const;
 
 /**
  * The same store, with every adapter call timed by model and operation (and ping/purgeExpired).
@@ -283,7 +285,8 @@ export function instrumentOidcStore(store: OidcStore, metrics: PerseusMetrics): 
       let wrapped = adapters.get(modelName);
       if (!wrapped) {
         const inner = store.adapterFor(modelName);
-        const entries = ADAPTER_OPERATIONS.map((operation) => [
+        const operations = [...ADAPTER_OPERATIONS, ...OPTIONAL_ADAPTER_OPERATIONS.filter((operation) => typeof inner[operation] === 'function')];
+        const entries = operations.map((operation) => [
           operation,
           (...args: unknown[]) => timed(modelName, operation, () => (inner[operation] as (...a: unknown[]) => Promise<unknown>).apply(inner, args)),
         ]);

@@ -59,7 +59,7 @@ describe('PRODUCTION_ROUTING', () => {
     expect(routed.stores).toEqual([a, b]);
     expect(routed.storeFor('AccessToken')).toBe(a);
     expect(routed.storeFor('Grant')).toBe(b);
-    expect(routed.adapterFor('AccessToken')).toBe(a.adapterFor('AccessToken'));
+    expect(routed.adapterFor('Session')).toBe(a.adapterFor('Session'));
 
     const id = randomId();
     await routed.adapterFor('Grant').upsert(id, { jti: id, kind: 'Grant' }, 60);
@@ -187,6 +187,29 @@ describe.skipIf(SKIP_SERVICES)('the production pair (MongoDB-protocol server + r
       const url = down === 'redis' ? `redis://127.0.0.1:${port}` : `mongodb://127.0.0.1:${port}/perseus`;
       expect((error as Error).message.startsWith(`${down} at ${url} is unreachable`), (error as Error).message).toBe(true);
       expect((error as Error).message).not.toContain('\n');
+    }
+  });
+});
+
+describe('RoutedOidcStore and findWithGrant', () => {
+  it('keeps a token adapter’s findWithGrant only where the Grant model lives in the same store', async () => {
+    const [tokensStore, grantsStore] = [new SqliteOidcStore(openSqliteDatabase(':memory:')), new SqliteOidcStore(openSqliteDatabase(':memory:'))];
+    try {
+      const together = new RoutedOidcStore({ routes: {}, default: tokensStore });
+      const apart = new RoutedOidcStore({ routes: { Grant: grantsStore }, default: tokensStore });
+      const [access, grantId] = [randomId(), randomId()];
+      await apart.adapterFor('Grant').upsert(grantId, { jti: grantId, kind: 'Grant' }, 600);
+      await apart.adapterFor('AccessToken').upsert(access, tokenPayload(access, { grantId }), 600);
+      expect(together.adapterFor('AccessToken').findWithGrant).toBeTypeOf('function');
+      // The token's store has no such grant: a join there would call a live grant missing.
+      expect(apart.adapterFor('AccessToken').findWithGrant).toBeUndefined();
+      // Everything else still reaches the token's store.
+      expect(await apart.adapterFor('AccessToken').find(access)).toMatchObject({ grantId });
+      await apart.adapterFor('AccessToken').revokeByGrantId(grantId);
+      expect(await tokensStore.adapterFor('AccessToken').find(access)).toBeUndefined();
+    } finally {
+      await tokensStore.close();
+      await grantsStore.close();
     }
   });
 });

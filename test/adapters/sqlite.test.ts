@@ -226,6 +226,32 @@ describe('SQLite store specifics', () => {
     expect(rowCount()).toBe(1);
   });
 
+  it('findWithGrant reads a token and the grant it names as find(id) and find(grantId) do, in one statement', async () => {
+    let now = Date.UTC(2025, 0, 1);
+    const store = new SqliteOidcStore(track(openSqliteDatabase(':memory:')), { now: () => now });
+    const [tokens, refreshTokens, grants] = ['AccessToken', 'RefreshToken', 'Grant'].map((model) => store.adapterFor(model));
+    const [withGrant, lostGrant, noGrant, refresh, grantId, goneGrantId] = [randomId(), randomId(), randomId(), randomId(), randomId(), randomId()];
+    await grants.upsert(grantId, { jti: grantId, kind: 'Grant', accountId: 'account-1', clientId: 'client-1', exp: 1 }, 60);
+    await tokens.upsert(withGrant, tokenPayload(withGrant, { grantId }), 3600);
+    await tokens.upsert(lostGrant, tokenPayload(lostGrant, { grantId: goneGrantId }), 3600);
+    await tokens.upsert(noGrant, tokenPayload(noGrant, { grantId: undefined }), 3600);
+    await refreshTokens.upsert(refresh, tokenPayload(refresh, { kind: 'RefreshToken', grantId }), 3600);
+
+    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grantId, grant: await grants.find(grantId) });
+    expect((await tokens.findWithGrant!(withGrant))?.grant).toMatchObject({ jti: grantId, kind: 'Grant' }); // the grant's jti put back
+    expect(await refreshTokens.findWithGrant!(refresh)).toEqual({ token: await refreshTokens.find(refresh), grantId, grant: await grants.find(grantId) });
+    expect(await tokens.findWithGrant!(lostGrant)).toEqual({ token: await tokens.find(lostGrant), grantId: goneGrantId, grant: undefined });
+    expect(await tokens.findWithGrant!(noGrant)).toEqual({ token: await tokens.find(noGrant), grantId: undefined, grant: undefined });
+    expect(await tokens.findWithGrant!(randomId())).toBeUndefined();
+    expect(await refreshTokens.findWithGrant!(withGrant)).toBeUndefined(); // another model's id
+    expect(grants.findWithGrant).toBeUndefined(); // tokens only
+
+    now += 60_000; // the grant expired, the token not yet
+    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grantId, grant: undefined });
+    now += 3600_000;
+    expect(await tokens.findWithGrant!(withGrant)).toBeUndefined();
+  });
+
   it('applies clockToleranceSeconds to expiry', async () => {
     let now = Date.UTC(2025, 0, 1);
     const store = new SqliteOidcStore(track(openSqliteDatabase(':memory:')), { now: () => now, clockToleranceSeconds: 5 });

@@ -87,10 +87,11 @@ describe.each(['sqlite', 'mongo'] as const)('introspection answers the same as t
 
   const form = (fields: [string, string][]) => fields.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
 
-  function refreshTokenFinds(metrics: RunningServer['metrics']): number {
+  function storeOperations(metrics: RunningServer['metrics'], model: string, operation: string): number {
     const values = (metrics.registry.getSingleMetric('perseus_store_operation_duration_seconds') as unknown as { hashMap: Record<string, { labels: Record<string, string>; count: number }> }).hashMap;
-    return Object.values(values).filter((v) => v.labels.model === 'RefreshToken' && v.labels.operation === 'find').reduce((sum, v) => sum + v.count, 0);
+    return Object.values(values).filter((v) => v.labels.model === model && v.labels.operation === operation).reduce((sum, v) => sum + v.count, 0);
   }
+  const refreshTokenFinds = (metrics: RunningServer['metrics']) => storeOperations(metrics, 'RefreshToken', 'find');
 
   it('an active access token: the Perseus members, the certificate binding, the same JSON byte for byte', async () => {
     const answer = await both({ body: form([['token', tokens.access], ['client_id', api.applicationUrl]]) });
@@ -107,6 +108,15 @@ describe.each(['sqlite', 'mongo'] as const)('introspection answers the same as t
     await both({ body: form([['token', tokens.access], ['client_id', api.applicationUrl]]) });
     expect(refreshTokenFinds(server.metrics)).toBe(before.ours);
     expect(refreshTokenFinds(library.metrics)).toBe(before.theirs + 1);
+  });
+
+  it('on the embedded store, reads an access token and its grant in one look-up; elsewhere, in two', async () => {
+    const counts = () => ({ joined: storeOperations(server.metrics, 'AccessToken', 'findWithGrant'), grants: storeOperations(server.metrics, 'Grant', 'find') });
+    const before = counts();
+    await both({ body: form([['token', tokens.access], ['client_id', api.applicationUrl]]) });
+    const after = counts();
+    if (kind === 'sqlite') expect(after).toEqual({ joined: before.joined + 1, grants: before.grants });
+    else expect(after).toEqual({ joined: 0, grants: before.grants + 1 });
   });
 
   it('token_type_hint in its four spellings, and a refresh token (active, without token_type)', async () => {

@@ -1,6 +1,6 @@
 import Koa from 'koa';
 import request from 'supertest';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { field, readForm } from '../../src/http/form-body.ts';
 import { createLogger, currentRequestId, loggerFromSink, logSink, requestLogger, type Logger } from '../../src/ops/logger.ts';
@@ -109,5 +109,25 @@ describe('loggerFromSink', () => {
     const logger = loggerFromSink((line) => void got.push(line));
     logger.info({ password: 'pw', route: '/par' }, 'hello');
     expect(got).toEqual([expect.objectContaining({ level: 'info', msg: 'hello', route: '/par', password: '[redacted]' })]);
+  });
+});
+
+describe('log line times', () => {
+  it('are the ISO time of the millisecond each line is written, formatted once per millisecond', () => {
+    let clock = Date.UTC(2026, 10, 28, 4, 30, 0, 123);
+    const now = vi.spyOn(Date, 'now').mockImplementation(() => clock);
+    const toIso = vi.spyOn(Date.prototype, 'toISOString');
+    try {
+      const { logger, lines } = capture();
+      logger.info('one');
+      logger.info('two');
+      clock += 1;
+      logger.info('three');
+      expect(lines().map((line) => line.time)).toEqual(['2026-11-28T04:30:00.123Z', '2026-11-28T04:30:00.123Z', '2026-11-28T04:30:00.124Z']);
+      expect(toIso).toHaveBeenCalledTimes(2);
+    } finally {
+      now.mockRestore();
+      toIso.mockRestore();
+    }
   });
 });
