@@ -35,7 +35,9 @@ import type { Endpoint, LoadResult, LoadSpec } from './load.ts';
 import { readProfileSummary } from './profile-summary.ts';
 import type { ScryptRate } from './scrypt-rate.ts';
 import { freePort } from '../test/support/server.ts';
-import { mongoUriWithDatabase, startFerretDb, startRedis, uniqueDatabaseName, type RunningService } from '../test/support/services.ts';
+import {
+  mongoUriWithDatabase, postgresBinDir, startFerretDb, startPostgres, startRedis, uniqueDatabaseName, type RunningService,
+} from '../test/support/services.ts';
 import { TestTrustFramework, type ClientCredentials } from '../test/support/trust-framework.ts';
 import type { SeedReport } from '../src/cli-seed.ts';
 import { smeEmail } from '../src/cli-seed.ts';
@@ -54,6 +56,12 @@ export interface BenchOptions {
   scale: number;
   base: number;
   mongoSeedSeconds: number;
+  /**
+   * FerretDB's backend for the `mongo` store: `postgresql` (the default when PostgreSQL is
+   * installed: filters and indexes reach the database) or `sqlite` (FerretDB's own files, what
+   * the tests use). Ignored when MONGODB_URI names a real MongoDB.
+   */
+  ferretDbBackend: 'postgresql' | 'sqlite';
   outDir: string;
   /** Extra environment for the server under test (A/B tests of a setting, e.g. LOG_LEVEL=warn). */
   serverEnv: Record<string, string>;
@@ -70,6 +78,20 @@ function number(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0)
   const n = Number(raw);
   if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number ≥ ${min}, got ${JSON.stringify(raw)}`);
   return n;
+}
+
+function ferretDbBackend(asked: string | undefined): BenchOptions['ferretDbBackend'] {
+  if (asked === undefined || asked === '') return postgresBinDir() ? 'postgresql' : 'sqlite';
+  if (asked !== 'postgresql' && asked !== 'sqlite') throw new Error(`BENCH_FERRETDB_BACKEND must be postgresql or sqlite, got ${JSON.stringify(asked)}`);
+  if (asked === 'postgresql' && !postgresBinDir()) throw new Error('BENCH_FERRETDB_BACKEND=postgresql: PostgreSQL not found (apt-get install postgresql, or set PG_BIN_DIR)');
+  return asked;
+}
+
+/** What the `mongo` rows measure, for the report. */
+function mongoDescription(backend: BenchOptions['ferretDbBackend']): string {
+  if (process.env.MONGODB_URI) return 'MONGODB_URI (external MongoDB)';
+  if (backend === 'sqlite') return 'FerretDB v1 (SQLite backend) via test/support/services.ts';
+  return `FerretDB v1 (PostgreSQL ${path.basename(path.dirname(postgresBinDir()!))} backend) via test/support/services.ts`;
 }
 
 export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): BenchOptions {
@@ -89,6 +111,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): BenchOptio
     scale: Math.round(number(env, 'BENCH_SCALE', 1_000_000, 1)),
     base: Math.round(number(env, 'BENCH_BASE', 1000, 1)),
     mongoSeedSeconds: number(env, 'BENCH_MONGO_SEED_SECONDS', 90, 1),
+    ferretDbBackend: ferretDbBackend(env.BENCH_FERRETDB_BACKEND),
     outDir: path.resolve(env.BENCH_OUT ?? path.join(REPO, 'bench/results')),
     serverWarmup: number(env, 'BENCH_SERVER_WARMUP', 3, 0),
     serverEnv: Object.fromEntries((env.BENCH_SERVER_ENV ?? '').split(',').map((kv) => kv.trim()).filter(Boolean).map((kv) => {
@@ -113,6 +136,18 @@ function stamp(d: Date): string {
   return d.toISOString().replace(/\.\d+Z$/, '').replaceAll(':', '-');
 }
 
+/** FerretDB on the chosen backend (PostgreSQL is started for it and stopped with it). */
+async function startMongoStandIn(backend: BenchOptions['ferretDbBackend']): Promise<RunningService> {
+  if (backend === 'sqlite' || process.env.MONGODB_URI) return startFerretDb();
+  const postgres = await startPostgres();
+  try {
+    return await startFerretDb({ postgresUrl: postgres.url, dependencies: [postgres] });
+  } catch (error) {
+    await postgres.stop();
+    throw error;
+  }
+}
+
 export interface BenchOutcome {
   report: BenchReport;
   jsonFile: string;
@@ -130,7 +165,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
     settings: {
       seconds: o.seconds, warmupSeconds: o.warmup, connections: o.connections, soakSeconds: o.soakSeconds, stores: o.stores,
       scenarios: [...o.scenarios], scale: o.scale, base: o.base, mongoSeedSeconds: o.mongoSeedSeconds, serverEnv: o.serverEnv,
-      mongo: process.env.MONGODB_URI ? 'MONGODB_URI (external MongoDB)' : 'FerretDB v1 (SQLite backend) via test/support/services.ts',
+      mongo: mongoDescription(o.ferretDbBackend),
     },
     ceiling: { rps: 0, passes: [] }, rows: [], scrypt: [], memory: [], scale: [], workers: [], profiles: [], seeds: [], phases: [], problems: [],
   };
@@ -272,7 +307,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
       phase(`${store}: start`);
       const storageEnv: Record<string, string> = {};
       if (store === 'mongo') {
-        const [redis, mongo] = await Promise.all([startRedis(), startFerretDb()]);
+        const [redis, mongo] = await Promise.all([startRedis(), startMongoStandIn(o.ferretDbBackend)]);
         services = { redis, mongo };
         Object.assign(storageEnv, { STORAGE: 'mongo', MONGODB_URI: mongoUriWithDatabase(mongo.url, uniqueDatabaseName('bench')), REDIS_URL: redis.url });
       }
@@ -285,7 +320,7 @@ export async function runBench(o: BenchOptions): Promise<BenchOutcome> {
         RATE_LIMIT_CLIENT: RATE_LIMIT_NEVER, RATE_LIMIT_SIGN_IN_IP: RATE_LIMIT_NEVER, RATE_LIMIT_SIGN_IN_ACCOUNT: RATE_LIMIT_NEVER,
         ...o.serverEnv,
       };
-      const storePids = () => (services ? descendantsNamed(process.pid, ['ferretdb', 'redis-server']) : []);
+      const storePids = () => (services ? descendantsNamed(process.pid, ['ferretdb', 'redis-server', 'postgres']) : []);
       let logN = 0;
       const start = async (workers = 1, nodeFlags: string[] = []) => {
         server = await startServerProcess({ env, publicPort, mtlsPort, serverCa, logFile: path.join(work, `${store}-server-${++logN}.log`), workers, nodeFlags });

@@ -2,7 +2,10 @@
 # Install the servers the store tests start (test/support/services.ts):
 #   - redis-server, from Debian's package (the system service is not left running: the tests
 #     start their own servers on free ports);
-#   - ferretdb v1 (MongoDB wire protocol on SQLite), built with Go from the Go module proxy.
+#   - ferretdb v1 (MongoDB wire protocol on SQLite), built with Go from the Go module proxy;
+#   - PostgreSQL, from Debian's package: FerretDB's other backend, which the benchmarks use as
+#     their MongoDB stand-in (test/adapters/mongo-on-postgres.test.ts checks it). The package's
+#     own cluster is not left running: the tests and benchmarks start their own servers.
 #
 # Idempotent. Run as root on Debian 12 (CI runs it before `npm test`):
 #   sudo scripts/install-test-services.sh
@@ -26,14 +29,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# --- redis-server ------------------------------------------------------------------------------
-if command -v redis-server >/dev/null 2>&1; then
-  log "redis-server present: $(command -v redis-server) ($(redis-server --version | head -n1))"
-else
-  log "installing redis-server (apt)"
-  # Keep the package's init script from starting the system service during the install, unless
-  # the machine already has a policy of its own.
-  policy_created=0
+# apt-get install of Debian packages whose init scripts must not start their system service
+# during the install (unless the machine already has a policy of its own).
+apt_install_without_starting() {
+  local policy_created=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 0755 /usr/sbin/policy-rc.d
@@ -42,21 +41,48 @@ else
   trap '[ "$policy_created" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
   export DEBIAN_FRONTEND=noninteractive
   apt-get update
-  apt-get install -y --no-install-recommends redis-server
+  apt-get install -y --no-install-recommends "$@"
   if [ "$policy_created" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
   trap - EXIT
+}
+
+# Do not leave a system service running: the tests start their own servers (no systemctl in
+# containers: ignore what is missing).
+stop_system_service() {
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now "$1" >/dev/null 2>&1 || true
+  elif command -v service >/dev/null 2>&1; then
+    service "$1" stop >/dev/null 2>&1 || true
+  fi
+}
+
+# --- redis-server ------------------------------------------------------------------------------
+if command -v redis-server >/dev/null 2>&1; then
+  log "redis-server present: $(command -v redis-server) ($(redis-server --version | head -n1))"
+else
+  log "installing redis-server (apt)"
+  apt_install_without_starting redis-server
   log "installed $(command -v redis-server) ($(redis-server --version | head -n1))"
 fi
-# Do not leave a system Redis running (no systemctl in containers: ignore what is missing).
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now redis-server >/dev/null 2>&1 || true
-elif command -v service >/dev/null 2>&1; then
-  service redis-server stop >/dev/null 2>&1 || true
+stop_system_service redis-server
+
+# --- postgresql --------------------------------------------------------------------------------
+if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+  log "postgresql present: $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"
+else
+  log "installing postgresql (apt)"
+  apt_install_without_starting postgresql
+  log "installed $(ls -d /usr/lib/postgresql/*/bin | tail -n1)"
 fi
+stop_system_service postgresql
 
 # --- ferretdb ----------------------------------------------------------------------------------
 target="$FERRETDB_INSTALL_DIR/ferretdb"
-if [ -x "$target" ] && "$target" --version 2>/dev/null | grep -qx "version: $FERRETDB_VERSION"; then
+# The version is read whole before grep looks at it: `--version | grep -q` under pipefail failed
+# whenever grep exited before ferretdb had written its last line (SIGPIPE), and the script then
+# rebuilt a binary that was already there.
+installed_version="$([ -x "$target" ] && "$target" --version 2>/dev/null || true)"
+if grep -qx "version: $FERRETDB_VERSION" <<<"$installed_version"; then
   log "ferretdb $FERRETDB_VERSION present: $target"
 else
   if ! command -v go >/dev/null 2>&1; then
@@ -85,4 +111,4 @@ else
   log "installed $target ($("$target" --version | head -n1))"
 fi
 
-log "done: redis-server at $(command -v redis-server), ferretdb at $target"
+log "done: redis-server at $(command -v redis-server), postgresql in $(ls -d /usr/lib/postgresql/*/bin | tail -n1), ferretdb at $target"

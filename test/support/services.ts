@@ -1,7 +1,8 @@
 /**
  * Real Redis and MongoDB-protocol servers for the store tests: `redis-server`, and FerretDB v1
- * (SQLite backend) standing in for MongoDB, each on a free 127.0.0.1 port with a temporary data
- * directory. `scripts/install-test-services.sh` installs both.
+ * (SQLite backend, or PostgreSQL for the benchmarks) standing in for MongoDB, each on a free
+ * 127.0.0.1 port with a temporary data directory. `scripts/install-test-services.sh` installs
+ * them.
  *
  * - A missing binary makes the tests FAIL with a message saying how to install it, unless
  *   PERSEUS_SKIP_SERVICES=1 explicitly opts out (then the suites using them are skipped).
@@ -10,9 +11,9 @@
  *   ~/go/bin and /usr/local/bin.
  * - Readiness is checked by talking to the server (PING / the ping command), never by sleeping.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, chownSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -114,8 +115,8 @@ interface Spawned {
   exited: Promise<number | null>;
 }
 
-function spawnServer(binary: string, args: string[]): Spawned {
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnServer(binary: string, args: string[], user?: SystemUser): Spawned {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}) });
   running.add(child);
   let output = '';
   const collect = (chunk: Buffer): void => {
@@ -164,21 +165,35 @@ async function waitUntilReady(name: string, spawned: Spawned, probe: () => Promi
   throw new Error(`${name} did not answer within ${READY_TIMEOUT_MS} ms:\n${spawned.output()}`);
 }
 
+/** A system account a server runs as (PostgreSQL refuses to run as root). */
+interface SystemUser {
+  uid: number;
+  gid: number;
+}
+
 interface ServerSpec {
   name: string;
   binary: string;
   args: (port: number, dir: string) => string[];
   probe: (port: number) => Promise<boolean>;
   url: (port: number) => string;
+  /** Runs once on the fresh data directory, before the first start. */
+  setup?: (dir: string) => void;
+  /** Run the server as this account (its data directory is handed to it). */
+  user?: SystemUser;
+  /** Stopped with the server (a backend it needs). */
+  dependencies?: RunningService[];
 }
 
 async function startServer(spec: ServerSpec): Promise<RunningService> {
   const dir = mkdtempSync(path.join(tmpdir(), `perseus-${spec.name}-`));
+  if (spec.user) chownSync(dir, spec.user.uid, spec.user.gid);
+  spec.setup?.(dir);
   let current: Spawned | undefined;
   let port = 0;
 
   const launch = async (): Promise<void> => {
-    const spawned = spawnServer(spec.binary, spec.args(port, dir));
+    const spawned = spawnServer(spec.binary, spec.args(port, dir), spec.user);
     current = spawned;
     await waitUntilReady(spec.name, spawned, () => spec.probe(port));
   };
@@ -193,6 +208,7 @@ async function startServer(spec: ServerSpec): Promise<RunningService> {
       await stopProcess(current, 'SIGKILL');
       if (attempt >= 3) {
         rmSync(dir, { recursive: true, force: true });
+        await Promise.allSettled((spec.dependencies ?? []).map((dependency) => dependency.stop()));
         throw error;
       }
     }
@@ -208,6 +224,7 @@ async function startServer(spec: ServerSpec): Promise<RunningService> {
       stopped = true;
       await stopProcess(current, 'SIGTERM');
       rmSync(dir, { recursive: true, force: true });
+      await Promise.allSettled((spec.dependencies ?? []).map((dependency) => dependency.stop()));
     },
     async kill() {
       await stopProcess(current, 'SIGKILL');
@@ -275,11 +292,20 @@ async function mongoPing(uri: string): Promise<boolean> {
   }
 }
 
+/** Where FerretDB keeps its data: SQLite files (the default), or a PostgreSQL server. */
+export interface FerretDbOptions {
+  /** `postgres://…` of a PostgreSQL database: FerretDB's PostgreSQL backend instead of SQLite. */
+  postgresUrl?: string;
+  /** Services stopped with FerretDB (the PostgreSQL server it was given). */
+  dependencies?: RunningService[];
+}
+
 /**
- * FerretDB v1 with its SQLite backend on a free 127.0.0.1 port (telemetry and the debug
- * listener off), or the MongoDB of MONGODB_URI when that is set.
+ * FerretDB v1 on a free 127.0.0.1 port (telemetry and the debug listener off), with its SQLite
+ * backend or, given `postgresUrl`, its PostgreSQL one; or the MongoDB of MONGODB_URI when that
+ * is set.
  */
-export async function startFerretDb(): Promise<RunningService> {
+export async function startFerretDb(options: FerretDbOptions = {}): Promise<RunningService> {
   if (EXTERNAL_MONGODB_URI) {
     const uri = EXTERNAL_MONGODB_URI;
     if (!(await mongoPing(uri).catch(() => false))) {
@@ -291,15 +317,19 @@ export async function startFerretDb(): Promise<RunningService> {
     return { url: uri, port: 0, external: true, stop: async () => undefined, kill: unsupported, restart: unsupported };
   }
   const binary = findBinary('ferretdb', 'FERRETDB_BIN');
+  const backend = options.postgresUrl
+    ? () => ['--handler=postgresql', `--postgresql-url=${options.postgresUrl}`]
+    : (dir: string) => {
+      mkdirSync(path.join(dir, 'data'), { recursive: true });
+      return ['--handler=sqlite', `--sqlite-url=file:${path.join(dir, 'data')}/`];
+    };
   return startServer({
     name: 'ferretdb',
     binary,
     args: (port, dir) => {
-      mkdirSync(path.join(dir, 'data'), { recursive: true });
       mkdirSync(path.join(dir, 'state'), { recursive: true });
       return [
-        '--handler=sqlite',
-        `--sqlite-url=file:${path.join(dir, 'data')}/`,
+        ...backend(dir),
         `--listen-addr=127.0.0.1:${port}`,
         `--state-dir=${path.join(dir, 'state')}`,
         '--telemetry=disable',
@@ -309,6 +339,52 @@ export async function startFerretDb(): Promise<RunningService> {
     },
     probe: (port) => mongoPing(`mongodb://127.0.0.1:${port}/`),
     url: (port) => `mongodb://127.0.0.1:${port}/`,
+    dependencies: options.dependencies,
+  });
+}
+
+// --- PostgreSQL (FerretDB's other backend; the benchmarks use it when it is installed) --------
+
+/** The newest `/usr/lib/postgresql/<version>/bin` with `postgres` and `initdb`, or $PG_BIN_DIR. */
+export function postgresBinDir(): string | undefined {
+  const candidates = process.env.PG_BIN_DIR
+    ? [process.env.PG_BIN_DIR]
+    : (existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql') : [])
+      .filter((version) => /^\d+$/.test(version)).sort((a, b) => Number(b) - Number(a))
+      .map((version) => path.join('/usr/lib/postgresql', version, 'bin'));
+  return candidates.find((dir) => isExecutable(path.join(dir, 'postgres')) && isExecutable(path.join(dir, 'initdb')));
+}
+
+/** The `postgres` account when this process is root (PostgreSQL refuses to run as root). */
+function postgresUser(): SystemUser | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/**
+ * A throwaway PostgreSQL server on a free 127.0.0.1 port (trust authentication for the local
+ * `postgres` role, its socket in its own data directory); `url` names its `postgres` database.
+ * Durability settings are PostgreSQL's defaults (fsync and synchronous commits on).
+ */
+export async function startPostgres(): Promise<RunningService> {
+  const bin = postgresBinDir();
+  if (!bin) throw new Error('PostgreSQL not found (apt-get install postgresql, or set PG_BIN_DIR)');
+  const user = postgresUser();
+  return startServer({
+    name: 'postgres',
+    binary: path.join(bin, 'postgres'),
+    user,
+    setup: (dir) => {
+      execFileSync(path.join(bin, 'initdb'), ['-D', path.join(dir, 'data'), '-A', 'trust', '-U', 'postgres', '--no-sync'], {
+        stdio: 'ignore', ...(user ? { uid: user.uid, gid: user.gid } : {}),
+      });
+    },
+    args: (port, dir) => ['-D', path.join(dir, 'data'), '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1'],
+    probe: (port) => new Promise((resolve) => {
+      execFile(path.join(bin, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres'], (error) => resolve(!error));
+    }),
+    url: (port) => `postgres://postgres@127.0.0.1:${port}/postgres`,
   });
 }
 
