@@ -58,8 +58,9 @@ export interface BenchOptions {
   mongoSeedSeconds: number;
   /**
    * FerretDB's backend for the `mongo` store: `postgresql` (the default when PostgreSQL is
-   * installed: filters and indexes reach the database) or `sqlite` (FerretDB's own files, what
-   * the tests use). Ignored when MONGODB_URI names a real MongoDB.
+   * installed: filters reach the database, though every look-up still scans its collection,
+   * bench/README.md) or `sqlite` (FerretDB's own files, what most tests use). Ignored when
+   * MONGODB_URI names a real MongoDB.
    */
   ferretDbBackend: 'postgresql' | 'sqlite';
   outDir: string;

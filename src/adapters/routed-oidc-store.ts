@@ -80,10 +80,6 @@ export interface RoutedOidcStoreOptions {
   name?: string;
 }
 
-/**
- * An OidcStore that routes each model to one underlying store. It owns the underlying stores:
- * close() closes each of them once.
- */
 /** The same adapter without the optional findWithGrant. */
 function withoutFindWithGrant(adapter: OidcAdapter): OidcAdapter {
   return {
@@ -97,6 +93,10 @@ function withoutFindWithGrant(adapter: OidcAdapter): OidcAdapter {
   };
 }
 
+/**
+ * An OidcStore that routes each model to one underlying store. It owns the underlying stores:
+ * close() closes each of them once.
+ */
 export class RoutedOidcStore implements OidcStore {
   readonly name: string;
 

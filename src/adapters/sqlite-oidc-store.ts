@@ -61,11 +61,11 @@ CREATE INDEX oidc_model_user_code ON oidc_model (model, user_code) WHERE user_co
 `;
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
+const LIVE_POSITIONAL = '(expires_at IS NULL OR expires_at > ?3)';
 /** The SQL name of hashIdentifier on a connection this store uses. */
 const ID_HASH_FUNCTION = 'perseus_id_hash';
 /** Models whose adapter offers findWithGrant: the tokens introspection reads. */
 const TOKENS_WITH_GRANTS = new Set(['AccessToken', 'RefreshToken']);
-const LIVE_POSITIONAL = '(expires_at IS NULL OR expires_at > ?3)';
 
 export interface SqliteOidcStoreOptions {
   /** Seconds added to every expiresIn, like oidc-provider's clockTolerance. Default 0. */
