@@ -141,12 +141,7 @@ function stamp(d: Date): string {
 async function startMongoStandIn(backend: BenchOptions['ferretDbBackend']): Promise<RunningService> {
   if (backend === 'sqlite' || process.env.MONGODB_URI) return startFerretDb();
   const postgres = await startPostgres();
-  try {
-    return await startFerretDb({ postgresUrl: postgres.url, dependencies: [postgres] });
-  } catch (error) {
-    await postgres.stop();
-    throw error;
-  }
+  return startFerretDb({ postgresUrl: postgres.url, dependencies: [postgres] });
 }
 
 export interface BenchOutcome {

@@ -61,11 +61,13 @@ CREATE INDEX oidc_model_user_code ON oidc_model (model, user_code) WHERE user_co
 `;
 
 const LIVE = '(expires_at IS NULL OR expires_at > :now)';
-const LIVE_POSITIONAL = '(expires_at IS NULL OR expires_at > ?3)';
+/** LIVE for the look-ups, which bind now as ?3; `alias` names the table in a join. */
+const livePositional = (alias = '') => `(${alias}expires_at IS NULL OR ${alias}expires_at > ?3)`;
+const LIVE_POSITIONAL = livePositional();
 /** The SQL name of hashIdentifier on a connection this store uses. */
 const ID_HASH_FUNCTION = 'perseus_id_hash';
-/** Models whose adapter offers findWithGrant: the tokens introspection reads. */
-const TOKENS_WITH_GRANTS = new Set(['AccessToken', 'RefreshToken']);
+/** The model whose adapter offers findWithGrant: the tokens introspection reads itself. */
+const TOKEN_WITH_GRANT = 'AccessToken';
 
 export interface SqliteOidcStoreOptions {
   /** Seconds added to every expiresIn, like oidc-provider's clockTolerance. Default 0. */
@@ -190,8 +192,8 @@ export class SqliteOidcStore implements OidcStore {
       // here (bench/). The grant's key is derived from the token row's grant_id in SQL.
       findWithGrant: lookup(`SELECT t.payload, t.jti_redacted, t.consumed_at, g.payload, g.jti_redacted, g.consumed_at, t.grant_id
         FROM oidc_model t LEFT JOIN oidc_model g
-          ON g.model = 'Grant' AND g.key = ${ID_HASH_FUNCTION}(t.grant_id) AND (g.expires_at IS NULL OR g.expires_at > ?3)
-        WHERE t.model = ?1 AND t.key = ?2 AND (t.expires_at IS NULL OR t.expires_at > ?3)`),
+          ON g.model = 'Grant' AND g.key = ${ID_HASH_FUNCTION}(t.grant_id) AND ${livePositional('g.')}
+        WHERE t.model = ?1 AND t.key = ?2 AND ${livePositional('t.')}`),
       // Newest first should two live rows ever share a uid / user code.
       findByUid: lookup(`SELECT ${columns} FROM oidc_model
         WHERE model = ?1 AND uid = ?2 AND ${LIVE_POSITIONAL} ORDER BY rowid DESC LIMIT 1`),
@@ -241,7 +243,7 @@ export class SqliteOidcStore implements OidcStore {
     }
     let adapter = this.#adapters.get(modelName);
     if (adapter === undefined) {
-      adapter = TOKENS_WITH_GRANTS.has(modelName)
+      adapter = modelName === TOKEN_WITH_GRANT
         ? new SqliteTokenAdapter(this.#operations, modelName, (id) => this.findWithGrantSync(modelName, id))
         : new ModelAdapter(this.#operations, modelName);
       this.#adapters.set(modelName, adapter);
@@ -304,8 +306,11 @@ export class SqliteOidcStore implements OidcStore {
     const values = this.#open().findWithGrant.get(model, hashIdentifier(id), this.#now()) as SQLOutputValue[] | undefined;
     const token = payloadAt(values, 0, id);
     if (!values || !token) return undefined;
-    const grantId = typeof values[6] === 'string' ? values[6] : undefined;
-    return { token, grantId, grant: grantId === undefined ? undefined : payloadAt(values, 3, grantId) };
+    const grantId = typeof token.grantId === 'string' ? token.grantId : undefined;
+    if (grantId === undefined) return { token, grant: undefined };
+    // The join went by the grant_id column, which upsert derives from this same payload; should
+    // the two ever differ, the grant the payload names is read as find(grantId) would.
+    return { token, grant: values[6] === grantId ? payloadAt(values, 3, grantId) : this.findSync('Grant', grantId) };
   }
 
   findByUidSync(model: string, uid: string): AdapterPayload | undefined {

@@ -60,18 +60,16 @@ export interface OidcAdapter {
   /**
    * Optional, for the introspection path: the token stored under `id` and the Grant its
    * `grantId` names, read together (one statement, one snapshot) where the store holds both.
-   * Same rules as `find(id)` here and `find(grantId)` on the Grant adapter; `grant` is undefined
-   * when the token names no grant or its grant is absent or expired. Stores that cannot read
-   * both at once leave it out, and so do wrappers that route Grant elsewhere.
+   * Same rules as `find(id)` here and `find(token.grantId)` on the Grant adapter; `grant` is
+   * undefined when the token names no grant or its grant is absent or expired. Stores that
+   * cannot read both at once leave it out, and so do wrappers that route Grant elsewhere.
    */
   findWithGrant?(id: string): Promise<TokenWithGrant | undefined>;
 }
 
-/** What findWithGrant finds. */
+/** What findWithGrant finds: the token, and the Grant its `grantId` names. */
 export interface TokenWithGrant {
   token: AdapterPayload;
-  /** The grant id the store read the grant by (the token's, as stored beside it). */
-  grantId: string | undefined;
   grant: AdapterPayload | undefined;
 }
 

@@ -195,9 +195,7 @@ async function findToken(provider: Provider, token: string, hint: string | undef
       const found = await accessTokens.find(token);
       return found && { token: found };
     }
-    // The joined grant stands in for Grant.find only when it was read by this token's grant id.
-    const joined = both && both.grantId !== undefined && both.grantId === stored.grantId;
-    return { token: tokenFromPayload(stored), ...(joined ? { grant: { stored: both.grant } } : {}) };
+    return { token: tokenFromPayload(stored), ...(both ? { grant: { stored: both.grant } } : {}) };
   };
   const refreshToken = async (): Promise<Found | undefined> => {
     const found = await refreshTokens.find(token);

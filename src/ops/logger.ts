@@ -103,7 +103,7 @@ function stdoutDestination(): DestinationStream & { flush(): void } {
  * pino's isoTime, formatted once per millisecond: the hottest calls answer several requests a
  * millisecond, and `toISOString` was ~1.5 % of an introspection's CPU (bench/).
  */
-export function isoTimeOncePerMs(): () => string {
+function isoTimeOncePerMs(): () => string {
   let formattedMs = Number.NaN;
   let formatted = '';
   return () => {

@@ -228,7 +228,8 @@ describe('SQLite store specifics', () => {
 
   it('findWithGrant reads a token and the grant it names as find(id) and find(grantId) do, in one statement', async () => {
     let now = Date.UTC(2025, 0, 1);
-    const store = new SqliteOidcStore(track(openSqliteDatabase(':memory:')), { now: () => now });
+    const db = track(openSqliteDatabase(':memory:'));
+    const store = new SqliteOidcStore(db, { now: () => now });
     const [tokens, refreshTokens, grants] = ['AccessToken', 'RefreshToken', 'Grant'].map((model) => store.adapterFor(model));
     const [withGrant, lostGrant, noGrant, refresh, grantId, goneGrantId] = [randomId(), randomId(), randomId(), randomId(), randomId(), randomId()];
     await grants.upsert(grantId, { jti: grantId, kind: 'Grant', accountId: 'account-1', clientId: 'client-1', exp: 1 }, 60);
@@ -237,17 +238,24 @@ describe('SQLite store specifics', () => {
     await tokens.upsert(noGrant, tokenPayload(noGrant, { grantId: undefined }), 3600);
     await refreshTokens.upsert(refresh, tokenPayload(refresh, { kind: 'RefreshToken', grantId }), 3600);
 
-    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grantId, grant: await grants.find(grantId) });
+    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grant: await grants.find(grantId) });
     expect((await tokens.findWithGrant!(withGrant))?.grant).toMatchObject({ jti: grantId, kind: 'Grant' }); // the grant's jti put back
-    expect(await refreshTokens.findWithGrant!(refresh)).toEqual({ token: await refreshTokens.find(refresh), grantId, grant: await grants.find(grantId) });
-    expect(await tokens.findWithGrant!(lostGrant)).toEqual({ token: await tokens.find(lostGrant), grantId: goneGrantId, grant: undefined });
-    expect(await tokens.findWithGrant!(noGrant)).toEqual({ token: await tokens.find(noGrant), grantId: undefined, grant: undefined });
+    expect(await tokens.findWithGrant!(lostGrant)).toEqual({ token: await tokens.find(lostGrant), grant: undefined });
+    expect(await tokens.findWithGrant!(noGrant)).toEqual({ token: await tokens.find(noGrant), grant: undefined });
     expect(await tokens.findWithGrant!(randomId())).toBeUndefined();
-    expect(await refreshTokens.findWithGrant!(withGrant)).toBeUndefined(); // another model's id
-    expect(grants.findWithGrant).toBeUndefined(); // tokens only
+    expect(await tokens.findWithGrant!(refresh)).toBeUndefined(); // another model's id
+    // Only the model introspection reads itself has it.
+    expect(refreshTokens.findWithGrant).toBeUndefined();
+    expect(grants.findWithGrant).toBeUndefined();
+
+    // A grant_id column that disagrees with the payload (never written so): the payload's grant is read.
+    const odd = randomId();
+    await tokens.upsert(odd, tokenPayload(odd, { grantId }), 3600);
+    db.prepare("UPDATE oidc_model SET grant_id = 'another' WHERE model = 'AccessToken' AND key = ?").run(hashIdentifier(odd));
+    expect((await tokens.findWithGrant!(odd))?.grant).toEqual(await grants.find(grantId));
 
     now += 60_000; // the grant expired, the token not yet
-    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grantId, grant: undefined });
+    expect(await tokens.findWithGrant!(withGrant)).toEqual({ token: await tokens.find(withGrant), grant: undefined });
     now += 3600_000;
     expect(await tokens.findWithGrant!(withGrant)).toBeUndefined();
   });

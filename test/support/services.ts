@@ -181,7 +181,7 @@ interface ServerSpec {
   setup?: (dir: string) => void;
   /** Run the server as this account (its data directory is handed to it). */
   user?: SystemUser;
-  /** Stopped with the server (a backend it needs). */
+  /** Stopped with the server (a backend it needs); the caller stops them if the start fails. */
   dependencies?: RunningService[];
 }
 
@@ -208,7 +208,6 @@ async function startServer(spec: ServerSpec): Promise<RunningService> {
       await stopProcess(current, 'SIGKILL');
       if (attempt >= 3) {
         rmSync(dir, { recursive: true, force: true });
-        await Promise.allSettled((spec.dependencies ?? []).map((dependency) => dependency.stop()));
         throw error;
       }
     }
@@ -296,7 +295,7 @@ async function mongoPing(uri: string): Promise<boolean> {
 export interface FerretDbOptions {
   /** `postgres://…` of a PostgreSQL database: FerretDB's PostgreSQL backend instead of SQLite. */
   postgresUrl?: string;
-  /** Services stopped with FerretDB (the PostgreSQL server it was given). */
+  /** Services stopped with FerretDB (the PostgreSQL server it was given), or if it fails to start. */
   dependencies?: RunningService[];
 }
 
@@ -316,6 +315,15 @@ export async function startFerretDb(options: FerretDbOptions = {}): Promise<Runn
     };
     return { url: uri, port: 0, external: true, stop: async () => undefined, kill: unsupported, restart: unsupported };
   }
+  try {
+    return await startFerretDbServer(options);
+  } catch (error) {
+    await Promise.allSettled((options.dependencies ?? []).map((dependency) => dependency.stop()));
+    throw error;
+  }
+}
+
+function startFerretDbServer(options: FerretDbOptions): Promise<RunningService> {
   const binary = findBinary('ferretdb', 'FERRETDB_BIN');
   const backend = options.postgresUrl
     ? () => ['--handler=postgresql', `--postgresql-url=${options.postgresUrl}`]
